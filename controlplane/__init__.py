@@ -1,0 +1,1 @@
+"""The control plane: registry, inventory, deployments, gateway, monitoring, jobs, alerts and rollouts."""

@@ -1,0 +1,72 @@
+"""Health checks: ``/healthz`` says the process is alive; ``/readyz`` says what it depends on answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+logger = logging.getLogger(__name__)
+
+# Extra readiness checks registered by other parts (the supervisor adds the worker): name → callable that raises.
+READINESS_CHECKS: dict[str, Callable[[], object]] = {}
+
+
+@require_GET
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+def check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def check_channel_layer() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured")
+
+    async def roundtrip():
+        channel = await layer.new_channel("readyz.")
+        token = uuid.uuid4().hex
+        await layer.send(channel, {"type": "readyz.ping", "token": token})
+        message = await asyncio.wait_for(layer.receive(channel), timeout=2)
+        if message.get("token") != token:
+            raise RuntimeError("the channel layer returned another message")
+
+    async_to_sync(roundtrip)()
+
+
+def run_checks() -> dict[str, dict]:
+    checks = {"database": check_database, "channel_layer": check_channel_layer, **READINESS_CHECKS}
+    results: dict[str, dict] = {}
+    for name, check in checks.items():
+        started = time.perf_counter()
+        try:
+            detail = check()
+            results[name] = {"ok": True}
+            if isinstance(detail, dict):
+                results[name].update(detail)
+        except Exception as exc:
+            logger.warning("readiness check %s failed: %s", name, exc)
+            results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        results[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return results
+
+
+@require_GET
+def readyz(request):
+    results = run_checks()
+    failed = [name for name, result in results.items() if not result["ok"]]
+    body = {"status": "ok" if not failed else "unavailable", "failed": failed, "checks": results}
+    return JsonResponse(body, status=200 if not failed else 503)

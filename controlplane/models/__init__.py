@@ -1,0 +1,9 @@
+"""The control plane's models, one module per domain."""
+
+from .accounts import ApiToken, User
+from .audit import AuditEvent
+from .deployments import Deployment, DeploymentRevision
+from .inventory import GPU, Node
+from .registry import ModelVersion
+
+__all__ = ["GPU", "ApiToken", "AuditEvent", "Deployment", "DeploymentRevision", "ModelVersion", "Node", "User"]
