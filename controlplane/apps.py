@@ -6,3 +6,6 @@ class ControlPlaneConfig(AppConfig):
     label = "controlplane"
     verbose_name = "LLM control plane"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from controlplane.api import schema  # noqa: F401  (registers the OpenAPI auth extension)

@@ -189,7 +189,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "controlplane.api.authentication.BearerTokenAuthentication",
-        "controlplane.api.authentication.SessionAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["controlplane.api.permissions.RolePermission"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -210,10 +210,16 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Registry, inventory, deployments, rollouts, monitoring and alerts for self-hosted MoE models.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["controlplane.api.permissions.RolePermission"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ModelStatusEnum": "controlplane.choices.ModelStatus",
+        "NodeStatusEnum": "controlplane.choices.NodeStatus",
+        "DeploymentStatusEnum": "controlplane.choices.DeploymentStatus",
+    },
 }
 
 # --- static files -------------------------------------------------------------------------------------------------
@@ -254,3 +260,7 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
+
+if TESTING:
+    # Hashing is deliberately slow in production; tests create many users.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,12 +1,50 @@
-"""URL routes: dashboard pages, the REST API under /api/v1, health checks."""
+"""URL routes: dashboard pages, the REST API under /api/v1/, its schema, health checks."""
 
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from controlplane import health
+from controlplane.views import accounts, deployments, inventory, overview, registry
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", overview.overview, name="overview"),
+    # registry
+    path("models/", registry.model_list, name="model-list"),
+    path("models/new/", registry.model_create, name="model-create"),
+    path("models/<int:pk>/", registry.model_detail, name="model-detail"),
+    path("models/<int:pk>/edit/", registry.model_edit, name="model-edit"),
+    path("models/<int:pk>/delete/", registry.model_delete, name="model-delete"),
+    # inventory
+    path("nodes/", inventory.node_list, name="node-list"),
+    path("nodes/new/", inventory.node_form, name="node-create"),
+    path("nodes/<int:pk>/", inventory.node_detail, name="node-detail"),
+    path("nodes/<int:pk>/edit/", inventory.node_form, name="node-edit"),
+    path("gpus/new/", inventory.gpu_form, name="gpu-create"),
+    path("gpus/<int:pk>/edit/", inventory.gpu_form, name="gpu-edit"),
+    path("<str:kind>s/<int:pk>/delete/", inventory.inventory_delete, name="inventory-delete"),
+    # deployments
+    path("deployments/", deployments.deployment_list, name="deployment-list"),
+    path("deployments/new/", deployments.deployment_create, name="deployment-create"),
+    path("deployments/<int:pk>/", deployments.deployment_detail, name="deployment-detail"),
+    path("deployments/<int:pk>/edit/", deployments.deployment_edit, name="deployment-edit"),
+    path("deployments/<int:pk>/rollback/", deployments.deployment_rollback, name="deployment-rollback"),
+    # people
+    path("audit/", accounts.audit_list, name="audit-list"),
+    path("tokens/", accounts.token_list, name="token-list"),
+    path("tokens/<int:pk>/revoke/", accounts.token_revoke, name="token-revoke"),
+    path("users/", accounts.user_list, name="user-list"),
+    path("users/new/", accounts.user_form, name="user-create"),
+    path("users/<int:pk>/", accounts.user_form, name="user-edit"),
+    # API
+    path("api/v1/", include("controlplane.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
 ]

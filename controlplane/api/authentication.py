@@ -50,7 +50,3 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'
-
-
-class SessionAuthentication(authentication.SessionAuthentication):
-    """The dashboard's session, with Django's CSRF check for unsafe methods."""

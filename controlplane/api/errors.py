@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from controlplane.middleware import too_large_response
-from controlplane.services.errors import Conflict
+from controlplane.services.errors import Conflict, InvalidInput
 
 
 def exception_handler(exc, context):
@@ -18,6 +18,8 @@ def exception_handler(exc, context):
     an over-size body → 413."""
     if isinstance(exc, RequestDataTooBig):
         return too_large_response()
+    if isinstance(exc, InvalidInput):
+        return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_errors(exc))
     elif isinstance(exc, Conflict):

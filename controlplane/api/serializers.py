@@ -1,0 +1,234 @@
+"""Serializers: explicit fields; unknown keys are refused so that a typo is an error, not a silent no-op."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from controlplane.models import GPU, ApiToken, AuditEvent, Deployment, DeploymentRevision, ModelVersion, Node, User
+
+
+class StrictMixin:
+    """Refuse keys the serializer does not know, naming them."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+        return super().to_internal_value(data)
+
+
+class ModelVersionSerializer(StrictMixin, serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    sha256 = serializers.RegexField(
+        r"^[0-9a-fA-F]{64}$", required=False, help_text="Optional on create: must match the computed checksum."
+    )
+    baseline_quality = serializers.FloatField(required=False, allow_null=True, min_value=0)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "name",
+            "version",
+            "format",
+            "artifact_path",
+            "precision",
+            "parameter_count",
+            "size_bytes",
+            "sha256",
+            "architecture",
+            "baseline_quality",
+            "status",
+            "description",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = ["parameter_count", "size_bytes", "architecture", "created_by", "created_at"]
+        extra_kwargs = {"format": {"required": False}, "precision": {"required": False}}
+        # (name, version) uniqueness is checked by the service with a clear message.
+        validators = []
+
+
+class ModelVersionUpdateSerializer(StrictMixin, serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["status", "description", "baseline_quality"]
+
+
+class GPUSerializer(StrictMixin, serializers.ModelSerializer):
+    class Meta:
+        model = GPU
+        fields = [
+            "id",
+            "node",
+            "index",
+            "uuid",
+            "name",
+            "memory_total_bytes",
+            "driver_version",
+            "cuda_version",
+            "last_seen",
+        ]
+        read_only_fields = ["last_seen"]
+
+
+class NodeSerializer(StrictMixin, serializers.ModelSerializer):
+    gpus = GPUSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Node
+        fields = [
+            "id",
+            "hostname",
+            "address",
+            "cpu_cores",
+            "memory_bytes",
+            "role",
+            "status",
+            "is_local",
+            "labels",
+            "last_seen",
+            "created_at",
+            "gpus",
+        ]
+        read_only_fields = ["is_local", "last_seen", "created_at"]
+
+    def validate_labels(self, value):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise serializers.ValidationError("must be an object of string values")
+        return value
+
+
+class DeploymentRevisionSerializer(serializers.ModelSerializer):
+    model_version_label = serializers.StringRelatedField(source="model_version")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = DeploymentRevision
+        fields = [
+            "number",
+            "model_version",
+            "model_version_label",
+            "config",
+            "comment",
+            "restored_from",
+            "created_by",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class DeploymentSerializer(StrictMixin, serializers.ModelSerializer):
+    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
+    gpus = serializers.PrimaryKeyRelatedField(queryset=GPU.objects.all(), many=True, required=False)
+    config = serializers.JSONField(required=False, help_text="Config keys to set; the rest keep their values.")
+    comment = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500)
+    revision = serializers.IntegerField(source="current_revision.number", read_only=True)
+    model_version_label = serializers.SerializerMethodField()
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "name",
+            "node",
+            "gpus",
+            "model_version",
+            "model_version_label",
+            "config",
+            "desired_state",
+            "status",
+            "status_detail",
+            "revision",
+            "comment",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["status", "status_detail", "created_by", "created_at", "updated_at"]
+        validators = []
+
+    def get_model_version_label(self, obj) -> str | None:
+        return str(obj.model_version) if obj.current_revision_id else None
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["model_version"] = instance.current_revision.model_version_id if instance.current_revision_id else None
+        data["config"] = instance.config
+        return data
+
+    def get_fields(self):
+        fields = super().get_fields()
+        if self.instance is not None:  # placement by name and node is fixed once created
+            fields["name"].read_only = True
+            fields["node"].read_only = True
+            fields["model_version"].required = False
+        return fields
+
+
+class RollbackSerializer(StrictMixin, serializers.Serializer):
+    revision = serializers.IntegerField(min_value=1)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "at",
+            "actor_name",
+            "source",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "before",
+            "after",
+            "message",
+        ]
+        read_only_fields = fields
+
+
+class ApiTokenSerializer(StrictMixin, serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", queryset=User.objects.all(), required=False)
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "user",
+            "name",
+            "scope",
+            "prefix",
+            "rate_limit_per_minute",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+        read_only_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+        extra_kwargs = {"rate_limit_per_minute": {"min_value": 1, "max_value": 1_000_000}}
+
+
+class UserSerializer(StrictMixin, serializers.ModelSerializer):
+    password = serializers.CharField(write_only=True, required=False, style={"input_type": "password"})
+    effective_role = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = User
+        fields = [
+            "id",
+            "username",
+            "email",
+            "role",
+            "effective_role",
+            "is_active",
+            "password",
+            "date_joined",
+            "last_login",
+        ]
+        read_only_fields = ["date_joined", "last_login"]
+        validators = []

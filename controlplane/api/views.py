@@ -1,0 +1,212 @@
+"""REST API viewsets. Each declares what it serves and who may change it; the rules live in the services."""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from controlplane.choices import AuditSource, Role
+from controlplane.models import GPU, ApiToken, AuditEvent, Deployment, ModelVersion, Node, User
+from controlplane.services import accounts, audit, deployments, inventory, registry
+from controlplane.services.errors import InvalidInput
+
+from . import filters, serializers
+
+
+class ActorMixin:
+    @property
+    def actor(self) -> audit.Actor:
+        return audit.Actor(self.request.user, AuditSource.API)
+
+
+class ModelVersionViewSet(ActorMixin, viewsets.ModelViewSet):
+    """Model versions. Registering measures the artifact; only status, description and baseline can change."""
+
+    queryset = ModelVersion.objects.select_related("created_by")
+    serializer_class = serializers.ModelVersionSerializer
+    filterset_class = filters.ModelVersionFilter
+    ordering_fields = ["name", "created_at", "size_bytes"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_serializer_class(self):
+        if self.action == "partial_update":
+            return serializers.ModelVersionUpdateSerializer
+        return super().get_serializer_class()
+
+    def perform_create(self, serializer):
+        serializer.instance = registry.register_model_version(self.actor, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = registry.update_model_version(
+            self.actor, serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        registry.delete_model_version(self.actor, instance)
+
+    def update(self, request, *args, **kwargs):
+        response = super().update(request, *args, **kwargs)
+        response.data = serializers.ModelVersionSerializer(self.get_object()).data
+        return response
+
+
+class InventoryViewSet(ActorMixin, viewsets.ModelViewSet):
+    def perform_create(self, serializer):
+        serializer.instance = inventory.create(self.actor, self.queryset.model, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = inventory.update(self.actor, serializer.instance, **serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        inventory.delete(self.actor, instance)
+
+
+class NodeViewSet(InventoryViewSet):
+    """Nodes (hosts). The local node registers itself on start with its real figures."""
+
+    queryset = Node.objects.prefetch_related("gpus")
+    serializer_class = serializers.NodeSerializer
+    filterset_class = filters.NodeFilter
+
+
+class GPUViewSet(InventoryViewSet):
+    """GPUs, as NVML discovers them on the local node or as entered for remote nodes."""
+
+    queryset = GPU.objects.select_related("node")
+    serializer_class = serializers.GPUSerializer
+    filterset_class = filters.GPUFilter
+
+
+class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
+    """Deployments. Every change of model version or config writes a new immutable revision."""
+
+    queryset = Deployment.objects.select_related("current_revision__model_version", "node", "created_by")
+    serializer_class = serializers.DeploymentSerializer
+    filterset_class = filters.DeploymentFilter
+    ordering_fields = ["name", "created_at", "updated_at"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = deployments.create_deployment(self.actor, **data)
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = deployments.update_deployment(self.actor, serializer.instance, **data)
+
+    @extend_schema(responses=serializers.DeploymentRevisionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def revisions(self, request, pk=None):
+        deployment = self.get_object()
+        queryset = deployment.revisions.select_related("model_version", "created_by")
+        page = self.paginate_queryset(queryset)
+        data = serializers.DeploymentRevisionSerializer(page, many=True).data
+        return self.get_paginated_response(data)
+
+    @extend_schema(request=serializers.RollbackSerializer, responses=serializers.DeploymentSerializer)
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        deployment = self.get_object()
+        body = serializers.RollbackSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        deployment = deployments.rollback_deployment(
+            self.actor, deployment, body.validated_data["revision"], body.validated_data.get("comment", "")
+        )
+        return Response(self.get_serializer(deployment).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("from", int, required=True), OpenApiParameter("to", int, required=False)]
+    )
+    @action(detail=True, methods=["get"])
+    def diff(self, request, pk=None):
+        """What changed between two revisions (``to`` defaults to the current one)."""
+        deployment = self.get_object()
+        numbers = {}
+        for key, default in (("from", None), ("to", deployment.current_revision.number)):
+            raw = request.query_params.get(key, default)
+            try:
+                numbers[key] = int(raw)
+            except (TypeError, ValueError):
+                raise InvalidInput.field(key, "must be a revision number") from None
+        found = {r.number: r for r in deployment.revisions.filter(number__in=numbers.values())}
+        for key, number in numbers.items():
+            if number not in found:
+                raise InvalidInput.field(key, f"deployment {deployment.name} has no revision {number}")
+        older, newer = found[numbers["from"]], found[numbers["to"]]
+        return Response({"from": older.number, "to": newer.number, "changes": deployments.revision_diff(older, newer)})
+
+
+class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit log: read-only."""
+
+    queryset = AuditEvent.objects.all()
+    serializer_class = serializers.AuditEventSerializer
+    filterset_class = filters.AuditEventFilter
+    ordering_fields = ["at"]
+
+
+class ApiTokenViewSet(
+    ActorMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Personal API tokens. Everyone manages their own; admins manage everyone's. DELETE revokes."""
+
+    serializer_class = serializers.ApiTokenSerializer
+    role_for_action = {"create": Role.VIEWER, "destroy": Role.VIEWER}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no user
+            return ApiToken.objects.none()
+        queryset = ApiToken.objects.select_related("user")
+        if self.request.user.has_role(Role.ADMIN):
+            return queryset
+        return queryset.filter(Q(user=self.request.user))
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        owner = data.pop("user", request.user)
+        if owner != request.user and not request.user.has_role(Role.ADMIN):
+            return Response(
+                {"user": ["Only admins can create tokens for other users."]}, status=status.HTTP_403_FORBIDDEN
+            )
+        token, raw = accounts.issue_token(self.actor, owner, **data)
+        body = {**self.get_serializer(token).data, "token": raw}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        accounts.revoke_token(self.actor, instance)
+
+
+class UserViewSet(ActorMixin, viewsets.ModelViewSet):
+    """Users and their roles (admins only)."""
+
+    queryset = User.objects.order_by("username")
+    serializer_class = serializers.UserSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    role_for_action = {action: Role.ADMIN for action in ("list", "retrieve", "create", "partial_update")}
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        if "password" not in data:
+            raise InvalidInput.field("password", "This field is required.")
+        serializer.instance = accounts.create_user(self.actor, **data)
+
+    def perform_update(self, serializer):
+        serializer.instance = accounts.update_user(self.actor, serializer.instance, **serializer.validated_data)
+
+
+class MeViewSet(viewsets.ViewSet):
+    """The signed-in user and their role."""
+
+    @extend_schema(responses=serializers.UserSerializer)
+    def list(self, request):
+        return Response(serializers.UserSerializer(request.user).data)

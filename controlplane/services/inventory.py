@@ -1,0 +1,85 @@
+"""The hardware inventory: registering this host, and changes to nodes and GPUs."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import psutil
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Model
+from django.utils import timezone
+
+from controlplane.choices import NodeRole, NodeStatus
+from controlplane.models import GPU, Node
+
+from . import audit
+from .errors import Conflict
+
+__all__ = ["create", "delete", "local_hostname", "register_local_node", "update"]
+
+
+def local_hostname() -> str:
+    return settings.NODE_NAME or socket.gethostname()
+
+
+def register_local_node(actor: audit.Actor = audit.SYSTEM) -> Node:
+    """Create or refresh the node this process runs on, with its real CPU and memory figures."""
+    figures = {
+        "cpu_cores": os.cpu_count() or 1,
+        "memory_bytes": psutil.virtual_memory().total,
+        "last_seen": timezone.now(),
+        "status": NodeStatus.ONLINE,
+        "is_local": True,
+    }
+    with transaction.atomic():
+        node = Node.objects.select_for_update().filter(hostname=local_hostname()).first()
+        if node is None:
+            node = Node.objects.create(hostname=local_hostname(), role=NodeRole.COMBINED, **figures)
+            audit.record(actor, "node.create", node, after=audit.snapshot(node), message="registered the local node")
+            return node
+        changed = {k: v for k, v in figures.items() if k != "last_seen" and getattr(node, k) != v}
+        before = audit.snapshot(node)
+        for key, value in figures.items():
+            setattr(node, key, value)
+        node.save()
+        if changed:
+            audit.record(
+                actor,
+                "node.update",
+                node,
+                before=before,
+                after=audit.snapshot(node),
+                message="refreshed the local node's figures",
+            )
+    Node.objects.exclude(pk=node.pk).filter(is_local=True).update(is_local=False)
+    return node
+
+
+def create(actor: audit.Actor, model: type[Model], **fields) -> Model:
+    with transaction.atomic():
+        instance = model.objects.create(**fields)
+        audit.record(actor, f"{model._meta.model_name}.create", instance, after=audit.snapshot(instance))
+    return instance
+
+
+def update(actor: audit.Actor, instance: Model, **changes) -> Model:
+    with transaction.atomic():
+        before = audit.snapshot(instance)
+        for key, value in changes.items():
+            setattr(instance, key, value)
+        instance.save()
+        audit.record(
+            actor, f"{instance._meta.model_name}.update", instance, before=before, after=audit.snapshot(instance)
+        )
+    return instance
+
+
+def delete(actor: audit.Actor, instance: Node | GPU) -> None:
+    in_use = instance.deployments.first()
+    if in_use is not None:
+        raise Conflict(f"{instance} is used by deployment {in_use.name}; move or stop that deployment first")
+    with transaction.atomic():
+        audit.record(actor, f"{instance._meta.model_name}.delete", instance, before=audit.snapshot(instance))
+        instance.delete()

@@ -1,0 +1,120 @@
+"""Deployment pages: list, detail with revision history and diff, create, edit, rollback."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from controlplane.choices import Role
+from controlplane.forms import DeploymentForm
+from controlplane.models import Deployment
+from controlplane.services import deployments
+from controlplane.services.deployment_config import CONFIG_FIELDS
+from controlplane.services.errors import InvalidInput
+from controlplane.services.fit import estimate_memory
+
+from .base import actor, form_page, role_required
+
+
+def deployment_list(request):
+    queryset = Deployment.objects.select_related("current_revision__model_version", "node")
+    return render(request, "deployments/list.html", {"deployments": queryset})
+
+
+def _diff(deployment, request):
+    """The diff between the revisions named by ``?from=&to=`` (default: the previous and the current one)."""
+    revisions = {r.number: r for r in deployment.revisions.select_related("model_version")}
+    current = deployment.current_revision.number
+    try:
+        newer = int(request.GET.get("to", current))
+        older = int(request.GET.get("from", newer - 1))
+    except ValueError:
+        return None, "Revision numbers must be whole numbers."
+    if older not in revisions or newer not in revisions:
+        return None, None if older < 1 else f"No revision {older if older not in revisions else newer}."
+    return {"from": older, "to": newer, "changes": deployments.revision_diff(revisions[older], revisions[newer])}, None
+
+
+def deployment_detail(request, pk):
+    deployment = get_object_or_404(Deployment.objects.select_related("current_revision__model_version", "node"), pk=pk)
+    diff, diff_error = _diff(deployment, request)
+    revision = deployment.current_revision
+    estimate = estimate_memory(revision.model_version, revision.config, on_gpu=deployment.gpus.exists())
+    context = {
+        "deployment": deployment,
+        "revisions": deployment.revisions.select_related("model_version", "created_by"),
+        "config_rows": [(name, deployment.config.get(name), CONFIG_FIELDS[name].doc) for name in CONFIG_FIELDS],
+        "diff": diff,
+        "diff_error": diff_error,
+        "estimate": estimate,
+    }
+    return render(request, "deployments/detail.html", context)
+
+
+@role_required(Role.OPERATOR)
+def deployment_create(request):
+    form = DeploymentForm(request.POST or None)
+
+    def save():
+        data = form.cleaned_data
+        return deployments.create_deployment(
+            actor(request),
+            name=data["name"],
+            model_version=data["model_version"],
+            node=data["node"],
+            gpus=list(data["gpus"]),
+            config=form.config_changes(),
+            desired_state=data["desired_state"],
+            comment=data["comment"],
+        )
+
+    return form_page(
+        request,
+        form,
+        title="New deployment",
+        save=save,
+        success=lambda d: f"/deployments/{d.pk}/",
+        done="Deployment created.",
+    )
+
+
+@role_required(Role.OPERATOR)
+def deployment_edit(request, pk):
+    deployment = get_object_or_404(Deployment, pk=pk)
+    form = DeploymentForm(request.POST or None, editing=True, initial=DeploymentForm.initial_from(deployment))
+
+    def save():
+        data = form.cleaned_data
+        return deployments.update_deployment(
+            actor(request),
+            deployment,
+            model_version=data["model_version"],
+            config=form.config_changes(),
+            gpus=list(data["gpus"]),
+            desired_state=data["desired_state"],
+            comment=data["comment"],
+        )
+
+    return form_page(
+        request,
+        form,
+        title=f"Change {deployment}",
+        save=save,
+        success=lambda d: f"/deployments/{d.pk}/",
+        done="Saved as a new revision (if anything changed).",
+    )
+
+
+@require_POST
+@role_required(Role.OPERATOR)
+def deployment_rollback(request, pk):
+    deployment = get_object_or_404(Deployment, pk=pk)
+    try:
+        number = int(request.POST.get("revision", ""))
+        deployments.rollback_deployment(actor(request), deployment, number)
+    except ValueError:
+        messages.error(request, "revision: must be a revision number")
+    except InvalidInput as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Restored revision {number} as a new revision.")
+    return redirect(f"/deployments/{pk}/")

@@ -1,0 +1,65 @@
+"""Request limits, the OpenAPI schema and its offline reference, readiness."""
+
+import pytest
+
+from controlplane import health
+from controlplane.choices import Role
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_body_over_the_limit_gets_413_and_changes_nothing(clients, settings):
+    from controlplane.models import Node
+
+    big = {"hostname": "x", "cpu_cores": 1, "memory_bytes": 1, "labels": {"pad": "a" * settings.MAX_REQUEST_BYTES}}
+    response = clients[Role.OPERATOR].post("/api/v1/nodes/", big, format="json")
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+    assert not Node.objects.filter(hostname="x").exists()
+
+
+def test_a_non_numeric_content_length_gets_400(client):
+    response = client.post("/api/v1/nodes/", data="{}", content_type="application/json", CONTENT_LENGTH="ten")
+    assert response.status_code == 400
+
+
+def test_the_schema_describes_the_api(clients):
+    response = clients[Role.VIEWER].get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = response.json()
+    for path in [
+        "/api/v1/model-versions/",
+        "/api/v1/deployments/{id}/rollback/",
+        "/api/v1/deployments/{id}/revisions/",
+        "/api/v1/audit-events/",
+        "/api/v1/nodes/",
+        "/api/v1/gpus/",
+        "/api/v1/tokens/",
+    ]:
+        assert path in schema["paths"], path
+    assert "bearer" in str(schema["components"].get("securitySchemes", {})).lower()
+
+
+def test_the_reference_page_loads_its_assets_from_this_server(client, viewer):
+
+    client.force_login(viewer)
+    page = client.get("/api/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "http://" not in html.replace("http://testserver", "") and "https://" not in html
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
+    asset = client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+    assert asset.status_code == 200
+
+
+def test_readyz_answers_503_naming_what_failed(client, monkeypatch):
+    def broken():
+        raise ConnectionError("worker did not answer")
+
+    monkeypatch.setitem(health.READINESS_CHECKS, "worker", broken)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failed"] == ["worker"]
+    assert "worker did not answer" in body["checks"]["worker"]["error"]
+    assert body["checks"]["database"]["ok"]
