@@ -1,4 +1,4 @@
-"""ASGI entry point: Django for HTTP, Channels for websockets (authenticated, Origin-checked)."""
+"""ASGI entry point: static files, Django for HTTP, Channels for websockets (authenticated, Origin-checked)."""
 
 import os
 
@@ -11,11 +11,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from controlplane.staticfiles import StaticFilesRouter  # noqa: E402
 from controlplane.streaming.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": StaticFilesRouter(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

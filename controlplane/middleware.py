@@ -1,7 +1,11 @@
-"""Request guards that apply to every path: a body-size limit and login for every page."""
+"""Request guards that apply to every path: a body-size limit and login for every page.
+
+Both work in sync and async mode, so that async views (the /v1 gateway) never hop to a thread for them.
+"""
 
 from __future__ import annotations
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import JsonResponse
@@ -12,41 +16,62 @@ PUBLIC_PREFIXES = ("/healthz", "/readyz", "/accounts/login/", "/static/", "/metr
 SELF_AUTHENTICATING_PREFIXES = ("/api/", "/v1/", "/ws/")
 
 
-class BodySizeLimitMiddleware:
-    """Refuse bodies over ``MAX_REQUEST_BYTES`` with 413 before anything reads them."""
+def too_large_response(path: str = "") -> JsonResponse:
+    limit = settings.MAX_REQUEST_BYTES
+    message = f"Request body is larger than the limit of {limit} bytes."
+    if path.startswith("/v1/"):
+        body = {
+            "error": {"message": message, "type": "invalid_request_error", "param": None, "code": "request_too_large"}
+        }
+        return JsonResponse(body, status=413)
+    return JsonResponse({"detail": message, "code": "request_too_large"}, status=413)
+
+
+class DualModeMiddleware:
+    """Middleware whose ``check(request)`` returns a response to short-circuit, or None to carry on."""
+
+    async_capable = True
+    sync_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        return self.check(request) or self.get_response(request)
+
+    async def _acall(self, request):
+        return self.check(request) or await self.get_response(request)
+
+    def check(self, request):
+        raise NotImplementedError
+
+
+class BodySizeLimitMiddleware(DualModeMiddleware):
+    """Refuse bodies over ``MAX_REQUEST_BYTES`` with 413 before anything reads them."""
+
+    def check(self, request):
         length = request.META.get("CONTENT_LENGTH") or "0"
         try:
             size = int(length)
         except ValueError:
             return JsonResponse({"detail": "Content-Length is not a number."}, status=400)
         if size > settings.MAX_REQUEST_BYTES:
-            return too_large_response()
-        return self.get_response(request)
+            return too_large_response(request.path_info)
+        return None
 
 
-def too_large_response() -> JsonResponse:
-    limit = settings.MAX_REQUEST_BYTES
-    return JsonResponse(
-        {"detail": f"Request body is larger than the limit of {limit} bytes.", "code": "request_too_large"},
-        status=413,
-    )
-
-
-class LoginRequiredMiddleware:
+class LoginRequiredMiddleware(DualModeMiddleware):
     """Every dashboard page needs a signed-in user; health checks, the login page and static files do not."""
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
+    def check(self, request):
         path = request.path_info
         if path.startswith(PUBLIC_PREFIXES + SELF_AUTHENTICATING_PREFIXES):
-            return self.get_response(request)
+            return None
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
-        return self.get_response(request)
+        return None

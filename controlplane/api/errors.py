@@ -17,7 +17,7 @@ def exception_handler(exc, context):
     """DRF's handler, extended: Django ``ValidationError`` → 400 with field errors, ``Conflict`` → 409,
     an over-size body → 413."""
     if isinstance(exc, RequestDataTooBig):
-        return too_large_response()
+        return too_large_response(context["request"].path if context.get("request") else "")
     if isinstance(exc, InvalidInput):
         return Response(exc.errors, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):

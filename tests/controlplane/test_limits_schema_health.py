@@ -48,8 +48,22 @@ def test_the_reference_page_loads_its_assets_from_this_server(client, viewer):
     html = page.content.decode()
     assert "http://" not in html.replace("http://testserver", "") and "https://" not in html
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
-    asset = client.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
-    assert asset.status_code == 200
+
+
+async def test_static_files_are_served_by_the_asgi_app_without_login():
+    import httpx
+
+    from controlplane.asgi import application
+
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        asset = await http.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+        assert asset.status_code == 200 and len(asset.content) > 100_000
+        assert (await http.get("/static/css/app.css")).status_code == 200
+        assert (await http.get("/static/admin/css/base.css")).status_code == 200
+        assert (await http.get("/static/nothing-here.css")).status_code == 404
+        escape = await http.get("/static/%2e%2e/%2e%2e/controlplane/settings.py")
+        assert escape.status_code == 404 and b"SECRET_KEY" not in escape.content
 
 
 def test_readyz_answers_503_naming_what_failed(client, monkeypatch):
