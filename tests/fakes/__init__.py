@@ -1,0 +1,1 @@
+"""Test doubles for libraries that need hardware this machine may not have."""
