@@ -60,7 +60,10 @@ def _config_form_field(name: str):
     if name == "router_weights":
         return forms.CharField(required=False, label=label, help_text=spec.doc + " Comma-separated.")
     field = forms.IntegerField if spec.kind is int else forms.FloatField
-    return field(required=False, label=label, help_text=spec.doc)
+    placeholder = "model's" if spec.default is None else f"default {spec.default:g}"
+    return field(
+        required=False, label=label, help_text=spec.doc, widget=field.widget(attrs={"placeholder": placeholder})
+    )
 
 
 class DeploymentForm(forms.Form):
@@ -69,7 +72,12 @@ class DeploymentForm(forms.Form):
     name = forms.CharField(max_length=100)
     model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.all())
     node = forms.ModelChoiceField(queryset=Node.objects.all())
-    gpus = forms.ModelMultipleChoiceField(queryset=GPU.objects.select_related("node"), required=False)
+    gpus = forms.ModelMultipleChoiceField(
+        queryset=GPU.objects.select_related("node"),
+        required=False,
+        label="GPUs",
+        help_text="None: the deployment runs on the CPU.",
+    )
     desired_state = forms.ChoiceField(choices=DesiredState.choices, initial=DesiredState.RUNNING)
     comment = forms.CharField(max_length=500, required=False, help_text="Why; kept with the revision.")
 

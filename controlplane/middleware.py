@@ -45,10 +45,13 @@ class DualModeMiddleware:
         return self.check(request) or self.get_response(request)
 
     async def _acall(self, request):
-        return self.check(request) or await self.get_response(request)
+        return await self.acheck(request) or await self.get_response(request)
 
     def check(self, request):
         raise NotImplementedError
+
+    async def acheck(self, request):
+        return self.check(request)
 
 
 class BodySizeLimitMiddleware(DualModeMiddleware):
@@ -68,10 +71,16 @@ class BodySizeLimitMiddleware(DualModeMiddleware):
 class LoginRequiredMiddleware(DualModeMiddleware):
     """Every dashboard page needs a signed-in user; health checks, the login page and static files do not."""
 
+    @staticmethod
+    def _public(request) -> bool:
+        return request.path_info.startswith(PUBLIC_PREFIXES + SELF_AUTHENTICATING_PREFIXES)
+
     def check(self, request):
-        path = request.path_info
-        if path.startswith(PUBLIC_PREFIXES + SELF_AUTHENTICATING_PREFIXES):
+        if self._public(request) or request.user.is_authenticated:
             return None
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        return None
+        return redirect_to_login(request.get_full_path())
+
+    async def acheck(self, request):
+        if self._public(request) or (await request.auser()).is_authenticated:
+            return None
+        return redirect_to_login(request.get_full_path())
