@@ -2,8 +2,18 @@
 
 from .accounts import ApiToken, User
 from .audit import AuditEvent
-from .deployments import Deployment, DeploymentRevision
+from .deployments import Deployment, DeploymentRevision, WorkerEvent
 from .inventory import GPU, Node
 from .registry import ModelVersion
 
-__all__ = ["GPU", "ApiToken", "AuditEvent", "Deployment", "DeploymentRevision", "ModelVersion", "Node", "User"]
+__all__ = [
+    "GPU",
+    "ApiToken",
+    "AuditEvent",
+    "Deployment",
+    "DeploymentRevision",
+    "ModelVersion",
+    "Node",
+    "User",
+    "WorkerEvent",
+]

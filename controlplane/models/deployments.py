@@ -7,12 +7,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
-from controlplane.choices import DeploymentStatus, DesiredState
+from controlplane.choices import DeploymentStatus, DesiredState, WorkerEventKind
 
 from .inventory import GPU, Node
 from .registry import ModelVersion, name_validator
 
-__all__ = ["Deployment", "DeploymentRevision"]
+__all__ = ["Deployment", "DeploymentRevision", "WorkerEvent"]
 
 
 class Deployment(models.Model):
@@ -30,6 +30,13 @@ class Deployment(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # What the supervisor reports about the worker serving this deployment.
+    worker_url = models.CharField(max_length=255, blank=True, help_text="Where the worker answers, when it does.")
+    worker_pid = models.IntegerField(null=True, blank=True)
+    worker_started_at = models.DateTimeField(null=True, blank=True)
+    applied_revision = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The revision the worker runs; behind current_revision while applying."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -69,3 +76,22 @@ class DeploymentRevision(models.Model):
         if self.pk is not None:
             raise ValidationError("Deployment revisions are immutable; write a new revision instead.")
         super().save(*args, **kwargs)
+
+
+class WorkerEvent(models.Model):
+    """Something that happened to a deployment's worker: started, exited (with its exit code and last log lines),
+    restarted, a config applied, a model swapped."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="worker_events")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=32, choices=WorkerEventKind.choices)
+    message = models.CharField(max_length=500)
+    exit_code = models.IntegerField(null=True, blank=True)
+    log_tail = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.name} {self.kind} {self.at:%Y-%m-%d %H:%M:%S}"

@@ -1,19 +1,22 @@
-"""Start the control plane: the ASGI server (dashboard, API, websockets)."""
+"""Start the control plane: the ASGI server (dashboard, API, gateway, websockets) and, around it, the background
+services of the embedded mode (worker supervisor, metrics collector, scheduler). Ctrl-C stops everything."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import uvicorn
 from django.core.management.base import BaseCommand
 
+from controlplane import runtime
 from controlplane.services.inventory import register_local_node
 
 logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
-    help = "Serve the control plane on HOST:PORT (default 127.0.0.1:8000)."
+    help = "Serve the control plane on HOST:PORT (default 127.0.0.1:8000) with its background services."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -23,7 +26,21 @@ class Command(BaseCommand):
         node = register_local_node()
         self.stdout.write(f"Local node {node.hostname}: {node.cpu_cores} CPU cores, {node.memory_bytes} bytes memory.")
         config = uvicorn.Config(
-            "controlplane.asgi:application", host=host, port=port, lifespan="off", log_level="info", proxy_headers=False
+            "controlplane.asgi:application",
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level="info",
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
         )
-        self.stdout.write(f"Dashboard and API on http://{host}:{port}/")
-        uvicorn.Server(config).run()
+        asyncio.run(self.serve(uvicorn.Server(config), f"http://{host}:{port}/"))
+
+    async def serve(self, server: uvicorn.Server, url: str) -> None:
+        loop = asyncio.get_running_loop()
+        services = await asyncio.to_thread(runtime.start_all, loop)
+        self.stdout.write(f"Dashboard, API and gateway on {url}")
+        try:
+            await server.serve()
+        finally:
+            await asyncio.to_thread(runtime.stop_all, services)
