@@ -3,6 +3,7 @@
 from .accounts import ApiToken, User
 from .audit import AuditEvent
 from .deployments import Deployment, DeploymentRevision, WorkerEvent
+from .gateway import InferenceRecord
 from .inventory import GPU, Node
 from .registry import ModelVersion
 
@@ -12,6 +13,7 @@ __all__ = [
     "AuditEvent",
     "Deployment",
     "DeploymentRevision",
+    "InferenceRecord",
     "ModelVersion",
     "Node",
     "User",
