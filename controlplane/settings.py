@@ -242,6 +242,22 @@ FIT_GPU_RUNTIME_BYTES = env_int("FIT_GPU_RUNTIME_BYTES", 768 * 2**20, minimum=0)
 FIT_CPU_RUNTIME_BYTES = env_int("FIT_CPU_RUNTIME_BYTES", 512 * 2**20, minimum=0)
 NODE_NAME = env_str("NODE_NAME")  # defaults to the host name
 
+# --- the supervisor of this node's workers ------------------------------------------------------------------------
+SUPERVISOR_ENABLED = env_bool("SUPERVISOR_ENABLED", True)
+WORKER_START_TIMEOUT_S = env_float("WORKER_START_TIMEOUT_S", 300, minimum=5)
+WORKER_HEALTH_INTERVAL_S = env_float("WORKER_HEALTH_INTERVAL_S", 2, minimum=0.1)
+WORKER_HEALTH_FAILURES = env_int("WORKER_HEALTH_FAILURES", 3, minimum=1)
+WORKER_BACKOFF_BASE_S = env_float("WORKER_BACKOFF_BASE_S", 1, minimum=0)
+WORKER_BACKOFF_MAX_S = env_float("WORKER_BACKOFF_MAX_S", 60, minimum=0)
+WORKER_BACKOFF_RESET_S = env_float("WORKER_BACKOFF_RESET_S", 120, minimum=0)
+# --- the /v1 gateway -----------------------------------------------------------------------------------------------
+GATEWAY_TOKEN_CACHE_S = env_float("GATEWAY_TOKEN_CACHE_S", 5, minimum=0, maximum=300)
+GATEWAY_ROUTE_CACHE_S = env_float("GATEWAY_ROUTE_CACHE_S", 1, minimum=0, maximum=60)
+GATEWAY_RETRY_AFTER_S = env_int("GATEWAY_RETRY_AFTER_S", 5, minimum=1)
+GATEWAY_RECORD_BUFFER = env_int("GATEWAY_RECORD_BUFFER", 100_000, minimum=1000)
+# On first start with no deployments, register the bundled demo model and deploy it so the gateway answers at once.
+DEMO_BOOTSTRAP = env_bool("DEMO_BOOTSTRAP", True)
+
 # --- logging ------------------------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

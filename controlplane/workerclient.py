@@ -95,7 +95,14 @@ class WorkerClient:
         self.base_url = base_url.rstrip("/")
         self.control_token = control_token
         self.api_key = api_key
-        self._http = httpx.Client(base_url=self.base_url, timeout=CONTROL_TIMEOUT)
+        self._sync: httpx.Client | None = None
+
+    @property
+    def _http(self) -> httpx.Client:
+        """The synchronous client for control calls, made on first use (the gateway never needs one)."""
+        if self._sync is None:
+            self._sync = httpx.Client(base_url=self.base_url, timeout=CONTROL_TIMEOUT)
+        return self._sync
 
     @classmethod
     def for_deployment(cls, deployment_id: int, base_url: str) -> WorkerClient:
@@ -104,7 +111,8 @@ class WorkerClient:
         )
 
     def close(self) -> None:
-        self._http.close()
+        if self._sync is not None:
+            self._sync.close()
 
     # --- control (sync) ------------------------------------------------------------------------------------------
     def _control(self, method: str, path: str, *, json: Any = None, timeout=None) -> Any:

@@ -34,6 +34,7 @@ class Deployment(models.Model):
     worker_url = models.CharField(max_length=255, blank=True, help_text="Where the worker answers, when it does.")
     worker_pid = models.IntegerField(null=True, blank=True)
     worker_started_at = models.DateTimeField(null=True, blank=True)
+    restart_requested_at = models.DateTimeField(null=True, blank=True)
     applied_revision = models.PositiveIntegerField(
         null=True, blank=True, help_text="The revision the worker runs; behind current_revision while applying."
     )

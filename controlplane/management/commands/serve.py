@@ -10,6 +10,7 @@ import uvicorn
 from django.core.management.base import BaseCommand
 
 from controlplane import runtime
+from controlplane.services.bootstrap import bootstrap_demo
 from controlplane.services.inventory import register_local_node
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, **options):
         node = register_local_node()
         self.stdout.write(f"Local node {node.hostname}: {node.cpu_cores} CPU cores, {node.memory_bytes} bytes memory.")
+        demo = bootstrap_demo(node)
+        if demo is not None:
+            self.stdout.write(f"First start: deployed the bundled demo model as {demo.name!r}.")
         config = uvicorn.Config(
             "controlplane.asgi:application",
             host=host,

@@ -1,0 +1,59 @@
+"""The response cache for deterministic requests (temperature 0, or a fixed seed), in Django's cache (Redis when
+REDIS_URL is set). Keys include the deployment's served revision, so a config or model change never serves an old
+answer. Hits, misses and bytes are counted per deployment in the same cache, so all processes add to one count."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.core.cache import cache
+
+from .routing import Target
+
+# Fields that do not change the answer.
+IGNORED_FIELDS = {"stream", "stream_options", "user", "session_id"}
+STAT_KEYS = ("hits", "misses", "bytes_served", "bytes_stored")
+
+
+def is_deterministic(body: dict) -> bool:
+    temperature = body.get("temperature", 1.0)
+    return temperature == 0 or body.get("seed") is not None
+
+
+def cache_key(target: Target, endpoint: str, body: dict) -> str:
+    canonical = json.dumps(
+        {k: v for k, v in body.items() if k not in IGNORED_FIELDS}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    stream = "s" if body.get("stream") else "j"
+    return f"gw:r:{target.deployment_id}:{target.revision}:{target.model_version_id}:{endpoint}:{stream}:{digest}"
+
+
+def _stat_key(deployment_id: int, name: str) -> str:
+    return f"gw:stats:{deployment_id}:{name}"
+
+
+async def count(deployment_id: int, name: str, amount: int = 1) -> None:
+    key = _stat_key(deployment_id, name)
+    if not await cache.aadd(key, amount, timeout=None):
+        try:
+            await cache.aincr(key, amount)
+        except ValueError:  # evicted between add and incr
+            await cache.aset(key, amount, timeout=None)
+
+
+async def get(key: str) -> bytes | None:
+    return await cache.aget(key)
+
+
+async def put(key: str, payload: bytes, ttl_s: int) -> None:
+    await cache.aset(key, payload, timeout=ttl_s)
+
+
+def stats(deployment_id: int) -> dict[str, int]:
+    values = cache.get_many([_stat_key(deployment_id, name) for name in STAT_KEYS])
+    result = {name: int(values.get(_stat_key(deployment_id, name), 0)) for name in STAT_KEYS}
+    lookups = result["hits"] + result["misses"]
+    result["hit_ratio"] = round(result["hits"] / lookups, 4) if lookups else None
+    return result

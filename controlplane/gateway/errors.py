@@ -1,0 +1,61 @@
+"""Errors in OpenAI's format: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+
+TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
+
+
+class GatewayError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | str | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after
+
+    def response(self) -> JsonResponse:
+        return error_response(self.status, self.message, param=self.param, code=self.code, retry_after=self.retry_after)
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    retry_after: int | str | None = None,
+    error_type: str | None = None,
+) -> JsonResponse:
+    body = {
+        "error": {
+            "message": message,
+            "type": error_type or TYPES.get(status, "api_error"),
+            "param": param,
+            "code": code,
+        }
+    }
+    response = JsonResponse(body, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="gateway"'
+    return response

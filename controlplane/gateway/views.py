@@ -1,0 +1,304 @@
+"""The /v1 endpoints: authenticate, route, serve from the cache or proxy to the worker, record once."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from controlplane.workerclient import WorkerClient, WorkerUnavailable
+
+from . import cache, metrics
+from .auth import Caller, authenticate
+from .errors import GatewayError, error_response
+from .limits import check_rate_limit
+from .recorder import record
+from .routing import Target, list_models, resolve
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_clients: dict[tuple[int, str], WorkerClient] = {}
+
+
+def worker(target: Target) -> WorkerClient:
+    key = (target.deployment_id, target.worker_url)
+    client = _clients.get(key)
+    if client is None:
+        client = _clients[key] = WorkerClient.for_deployment(target.deployment_id, target.worker_url)
+    return client
+
+
+@dataclass
+class Exchange:
+    """One request's bookkeeping, recorded once when it ends."""
+
+    caller: Caller
+    target: Target
+    endpoint: str
+    session_id: str
+    stream: bool
+    started: float = field(default_factory=time.perf_counter)
+    at: object = field(default_factory=timezone.now)
+    cached: bool = False
+    ttft_s: float | None = None
+    usage: dict = field(default_factory=dict)
+    finish_reason: str = ""
+
+    async def finish(self, status: int, error: str = "") -> None:
+        latency = time.perf_counter() - self.started
+        labels = (self.target.deployment_name, self.target.variant)
+        metrics.requests.labels(*labels, self.endpoint, str(status)).inc()
+        metrics.e2e_latency.labels(*labels).observe(latency)
+        if self.ttft_s is not None:
+            metrics.ttft.labels(*labels).observe(self.ttft_s)
+        prompt, completion = int(self.usage.get("prompt_tokens") or 0), int(self.usage.get("completion_tokens") or 0)
+        metrics.prompt_tokens.labels(*labels).inc(prompt)
+        metrics.generation_tokens.labels(*labels).inc(completion)
+        await record(
+            at=self.at,
+            deployment_id=self.target.deployment_id,
+            revision=self.target.revision,
+            model_version_id=self.target.model_version_id,
+            variant=self.target.variant,
+            token_id=self.caller.token_id,
+            user_id=self.caller.user_id,
+            endpoint=self.endpoint,
+            session_id=self.session_id,
+            status_code=status,
+            cached=self.cached,
+            streamed=self.stream,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            latency_s=latency,
+            ttft_s=self.ttft_s,
+            finish_reason=self.finish_reason[:32],
+            error=error[:300],
+        )
+
+
+def parse_body(request) -> dict:
+    try:
+        body = json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GatewayError(400, f"The body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The body must be a JSON object.", code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise GatewayError(400, "'model' is required and must be a string.", param="model")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise GatewayError(400, "'stream' must be a boolean.", param="stream")
+    return body
+
+
+def session_of(request, body: dict) -> str:
+    session_id = body.get("session_id") or request.headers.get("X-Session-Id") or ""
+    if session_id and (not isinstance(session_id, str) or not SESSION_ID.match(session_id)):
+        raise GatewayError(400, "'session_id' must be 1-128 letters, digits or . _ : -", param="session_id")
+    return session_id
+
+
+def wants_cache(request, body: dict, target: Target, session_id: str) -> bool:
+    if target.cache_ttl_s <= 0 or session_id or not cache.is_deterministic(body):
+        return False
+    bypass = request.headers.get("Cache-Control", "").lower() in ("no-cache", "no-store")
+    return not (bypass or request.headers.get("X-Cache-Bypass") == "1")
+
+
+@csrf_exempt
+@require_GET
+async def models(request, model: str | None = None):
+    try:
+        await authenticate(request)
+    except GatewayError as exc:
+        return exc.response()
+    data = await list_models()
+    if model is None:
+        return JsonResponse({"object": "list", "data": data})
+    found = next((row for row in data if row["id"] == model), None)
+    if found is None:
+        return error_response(404, f"The model {model!r} does not exist.", param="model", code="model_not_found")
+    return JsonResponse(found)
+
+
+@csrf_exempt
+@require_POST
+async def completions(request):
+    return await proxy(request, "completions", "/v1/completions")
+
+
+@csrf_exempt
+@require_POST
+async def chat_completions(request):
+    return await proxy(request, "chat.completions", "/v1/chat/completions")
+
+
+async def proxy(request, endpoint: str, path: str):
+    try:
+        caller = await authenticate(request)
+        body = parse_body(request)
+        session_id = session_of(request, body)
+        target = await resolve(body["model"], session_id)
+        await check_rate_limit(caller)
+    except GatewayError as exc:
+        return exc.response()
+    exchange = Exchange(caller, target, endpoint, session_id, stream=bool(body.get("stream")))
+    key = cache.cache_key(target, endpoint, body) if wants_cache(request, body, target, session_id) else None
+    if key is not None:
+        hit = await cache.get(key)
+        metrics.cache_lookups.labels(target.deployment_name, "hit" if hit else "miss").inc()
+        await cache.count(target.deployment_id, "hits" if hit else "misses")
+        if hit is not None:
+            return await replay(exchange, hit)
+    headers = {"X-Session-Id": session_id} if session_id else {}
+    if exchange.stream:
+        return await stream(exchange, path, body, headers, key)
+    return await forward(exchange, path, request.body, headers, key)
+
+
+def _served_headers(response, exchange: Exchange, cache_state: str):
+    response["X-Cache"] = cache_state
+    response["X-Served-By"] = f"{exchange.target.deployment_name}/{exchange.target.variant}/r{exchange.target.revision}"
+    return response
+
+
+async def forward(exchange: Exchange, path: str, payload: bytes, headers: dict, key: str | None):
+    try:
+        response = await worker(exchange.target).send(path, payload, headers)
+    except WorkerUnavailable as exc:
+        await exchange.finish(503, exc.message)
+        return error_response(
+            503, "The model's worker is not answering; retry shortly.", code="worker_unavailable", retry_after=5
+        )
+    content = response.content
+    if response.status_code != 200:
+        await exchange.finish(response.status_code, content[:300].decode(errors="replace"))
+        return passthrough(response, content)
+    exchange.usage, exchange.finish_reason = usage_of(content)
+    if key is not None:
+        await cache.put(key, content, exchange.target.cache_ttl_s)
+        await cache.count(exchange.target.deployment_id, "bytes_stored", len(content))
+    await exchange.finish(200)
+    out = HttpResponse(content, content_type="application/json")
+    return _served_headers(out, exchange, "miss" if key else "bypass")
+
+
+def usage_of(content: bytes) -> tuple[dict, str]:
+    """The usage and first finish reason of a (non-streamed) completion."""
+    try:
+        answer = json.loads(content)
+        return answer.get("usage") or {}, (answer.get("choices") or [{}])[0].get("finish_reason") or ""
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return {}, ""
+
+
+def passthrough(response, content: bytes) -> HttpResponse:
+    """A worker's error, as the worker said it (OpenAI format), with its Retry-After."""
+    out = HttpResponse(
+        content, status=response.status_code, content_type=response.headers.get("content-type", "application/json")
+    )
+    if "retry-after" in response.headers:
+        out["Retry-After"] = response.headers["retry-after"]
+    return out
+
+
+async def replay(exchange: Exchange, payload: bytes):
+    exchange.cached = True
+    await cache.count(exchange.target.deployment_id, "bytes_served", len(payload))
+    if exchange.stream:
+        exchange.ttft_s = time.perf_counter() - exchange.started
+        out = StreamingHttpResponse(iter([payload]), content_type="text/event-stream")
+    else:
+        exchange.usage, exchange.finish_reason = usage_of(payload)
+        out = HttpResponse(payload, content_type="application/json")
+    await exchange.finish(200)
+    return _served_headers(out, exchange, "hit")
+
+
+async def stream(exchange: Exchange, path: str, body: dict, headers: dict, key: str | None):
+    client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    forwarded = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+    try:
+        response = await worker(exchange.target).send(path, json.dumps(forwarded).encode(), headers, stream=True)
+    except WorkerUnavailable as exc:
+        await exchange.finish(503, exc.message)
+        return error_response(
+            503, "The model's worker is not answering; retry shortly.", code="worker_unavailable", retry_after=5
+        )
+    if response.status_code != 200:
+        content = await response.aread()
+        await response.aclose()
+        await exchange.finish(response.status_code, content[:300].decode(errors="replace"))
+        return passthrough(response, content)
+    relay = SseRelay(exchange, response, client_wants_usage, key)
+    out = StreamingHttpResponse(relay.events(), content_type="text/event-stream")
+    out["Cache-Control"] = "no-cache"
+    out["X-Accel-Buffering"] = "no"
+    return _served_headers(out, exchange, "miss" if key else "bypass")
+
+
+class SseRelay:
+    """Passes the worker's server-sent events through, noting the first token and the usage; hides the usage chunk
+    from clients that did not ask for it; caches the whole stream when it completed."""
+
+    def __init__(self, exchange: Exchange, response, client_wants_usage: bool, key: str | None):
+        self.exchange = exchange
+        self.response = response
+        self.client_wants_usage = client_wants_usage
+        self.key = key
+        self.sent: list[bytes] = []
+        self.done = False
+
+    def _event(self, event: bytes) -> bytes | None:
+        data = event[6:] if event.startswith(b"data: ") else None
+        if data is None:
+            return event
+        if data.strip() == b"[DONE]":
+            self.done = True
+            return event
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return event
+        choices = chunk.get("choices") or []
+        if chunk.get("usage"):
+            self.exchange.usage = chunk["usage"]
+            if not choices and not self.client_wants_usage:
+                return None
+        if choices and self.exchange.ttft_s is None:
+            self.exchange.ttft_s = time.perf_counter() - self.exchange.started
+        if choices and choices[0].get("finish_reason"):
+            self.exchange.finish_reason = choices[0]["finish_reason"]
+        return event
+
+    async def events(self):
+        buffer = b""
+        status, error = 200, ""
+        try:
+            async for chunk in self.response.aiter_raw():
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    event, buffer = buffer.split(b"\n\n", 1)
+                    out = self._event(event.strip(b"\r\n"))
+                    if out is not None:
+                        self.sent.append(out + b"\n\n")
+                        yield out + b"\n\n"
+        except Exception as exc:  # the worker went away mid-stream
+            status, error = 502, f"stream interrupted: {type(exc).__name__}: {exc}"
+            message = {"error": {"message": "The worker stopped mid-stream.", "type": "api_error", "code": "stream"}}
+            yield f"data: {json.dumps(message)}\n\n".encode()
+        finally:
+            await self.exchange.finish(
+                status if self.done or status != 200 else 499,
+                error or ("" if self.done else "client went away before the end of the stream"),
+            )
+            await self.response.aclose()
+        if self.done and self.key is not None:
+            payload = b"".join(self.sent)
+            await cache.put(self.key, payload, self.exchange.target.cache_ttl_s)
+            await cache.count(self.exchange.target.deployment_id, "bytes_stored", len(payload))
