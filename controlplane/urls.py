@@ -2,11 +2,11 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from controlplane import health
-from controlplane.views import accounts, deployments, inventory, overview, registry
+from controlplane.views import accounts, deployments, inventory, overview, registry, workers
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -34,6 +34,14 @@ urlpatterns = [
     path("deployments/<int:pk>/", deployments.deployment_detail, name="deployment-detail"),
     path("deployments/<int:pk>/edit/", deployments.deployment_edit, name="deployment-edit"),
     path("deployments/<int:pk>/rollback/", deployments.deployment_rollback, name="deployment-rollback"),
+    re_path(
+        r"^deployments/(?P<pk>\d+)/(?P<action>restart|start|stop)/$",
+        workers.worker_action,
+        name="deployment-worker-action",
+    ),
+    path("sessions/", workers.session_list, name="session-list"),
+    path("sessions/<int:pk>/<str:session_id>/end/", workers.session_end, name="session-end"),
+    path("usage/", workers.usage, name="usage"),
     # people
     path("audit/", accounts.audit_list, name="audit-list"),
     path("tokens/", accounts.token_list, name="token-list"),

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.models import GPU, ApiToken, AuditEvent, Deployment, DeploymentRevision, ModelVersion, Node, User
+from controlplane.models import (
+    GPU,
+    ApiToken,
+    AuditEvent,
+    Deployment,
+    DeploymentRevision,
+    ModelVersion,
+    Node,
+    User,
+    WorkerEvent,
+)
 
 
 class StrictMixin:
@@ -232,3 +242,12 @@ class UserSerializer(StrictMixin, serializers.ModelSerializer):
         ]
         read_only_fields = ["date_joined", "last_login"]
         validators = []
+
+
+class WorkerEventSerializer(serializers.ModelSerializer):
+    deployment_name = serializers.CharField(source="deployment.name", read_only=True)
+
+    class Meta:
+        model = WorkerEvent
+        fields = ["id", "deployment", "deployment_name", "at", "kind", "message", "exit_code", "log_tail", "details"]
+        read_only_fields = fields

@@ -15,5 +15,8 @@ router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("tokens", views.ApiTokenViewSet, basename="api-token")
 router.register("users", views.UserViewSet, basename="user")
 router.register("me", views.MeViewSet, basename="me")
+router.register("worker-events", views.WorkerEventViewSet, basename="worker-event")
+router.register("sessions", views.SessionViewSet, basename="session")
+router.register("usage", views.UsageViewSet, basename="usage")
 
 urlpatterns = [path("", include(router.urls))]

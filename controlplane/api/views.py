@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from django.db.models import Q
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from controlplane.choices import AuditSource, Role
-from controlplane.models import GPU, ApiToken, AuditEvent, Deployment, ModelVersion, Node, User
-from controlplane.services import accounts, audit, deployments, inventory, registry
+from controlplane.gateway import cache as response_cache
+from controlplane.models import GPU, ApiToken, AuditEvent, Deployment, ModelVersion, Node, User, WorkerEvent
+from controlplane.services import accounts, audit, deployments, inventory, registry, workers
 from controlplane.services.errors import InvalidInput
 
 from . import filters, serializers
@@ -137,6 +139,89 @@ class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
                 raise InvalidInput.field(key, f"deployment {deployment.name} has no revision {number}")
         older, newer = found[numbers["from"]], found[numbers["to"]]
         return Response({"from": older.number, "to": newer.number, "changes": deployments.revision_diff(older, newer)})
+
+    @extend_schema(request=None, responses=serializers.DeploymentSerializer)
+    @action(detail=True, methods=["post"])
+    def restart(self, request, pk=None):
+        """Restart the worker (it drains requests in flight first)."""
+        deployment = workers.request_restart(self.actor, self.get_object())
+        return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=serializers.DeploymentSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        deployment = workers.set_running(self.actor, self.get_object(), True)
+        return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=serializers.DeploymentSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        deployment = workers.set_running(self.actor, self.get_object(), False)
+        return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["get"])
+    def worker(self, request, pk=None):
+        """The worker's state as the supervisor sees it, and its live config and stats as it reports them."""
+        return Response(workers.live_state(self.get_object()))
+
+    @action(detail=True, methods=["get"])
+    def cache(self, request, pk=None):
+        """Response-cache hits, misses and bytes for this deployment."""
+        return Response(response_cache.stats(self.get_object().pk))
+
+
+class WorkerEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """What happened to workers: starts, exits (with exit code and log tail), restarts, configs applied, swaps."""
+
+    queryset = WorkerEvent.objects.select_related("deployment")
+    serializer_class = serializers.WorkerEventSerializer
+    filterset_fields = ["deployment", "kind"]
+
+
+class SessionViewSet(ActorMixin, viewsets.ViewSet):
+    """Live conversations on the workers. The id is ``<deployment id>:<session id>``; DELETE ends one."""
+
+    role_for_action = {"destroy": Role.OPERATOR}
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[OpenApiParameter("deployment", int)])
+    def list(self, request):
+        queryset = Deployment.objects.exclude(worker_url="")
+        if request.query_params.get("deployment"):
+            queryset = queryset.filter(pk=request.query_params["deployment"])
+        sessions, errors = workers.list_sessions(queryset)
+        return Response({"count": len(sessions), "results": sessions, "unreachable": errors})
+
+    @extend_schema(parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)], responses=OpenApiTypes.OBJECT)
+    def destroy(self, request, pk=None):
+        deployment_id, _, session_id = (pk or "").partition(":")
+        if not deployment_id.isdigit() or not session_id:
+            raise InvalidInput.field("id", "must be <deployment id>:<session id>")
+        deployment = Deployment.objects.filter(pk=int(deployment_id)).first()
+        if deployment is None:
+            raise InvalidInput.field("id", f"no deployment {deployment_id}")
+        return Response(workers.end_session(self.actor, deployment, session_id))
+
+
+class UsageViewSet(viewsets.ViewSet):
+    """Requests and tokens per API token or per deployment, from the gateway's records."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("group_by", str, enum=["token", "deployment"]),
+            OpenApiParameter("since", str, description="ISO 8601; default: 24 hours ago"),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def list(self, request):
+        from django.utils.dateparse import parse_datetime
+
+        since = None
+        if request.query_params.get("since"):
+            since = parse_datetime(request.query_params["since"])
+            if since is None:
+                raise InvalidInput.field("since", "must be an ISO 8601 date and time")
+        rows = workers.usage_summary(since=since, group_by=request.query_params.get("group_by", "token"))
+        return Response({"count": len(rows), "results": rows})
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):

@@ -6,8 +6,9 @@ from django.views.decorators.http import require_POST
 
 from controlplane.choices import Role
 from controlplane.forms import DeploymentForm
+from controlplane.gateway import cache as response_cache
 from controlplane.models import Deployment
-from controlplane.services import deployments
+from controlplane.services import deployments, workers
 from controlplane.services.deployment_config import CONFIG_FIELDS
 from controlplane.services.errors import InvalidInput
 from controlplane.services.fit import estimate_memory
@@ -46,6 +47,9 @@ def deployment_detail(request, pk):
         "diff": diff,
         "diff_error": diff_error,
         "estimate": estimate,
+        "worker": workers.live_state(deployment) if deployment.worker_url else None,
+        "events": deployment.worker_events.all()[:15],
+        "cache": response_cache.stats(deployment.pk),
     }
     return render(request, "deployments/detail.html", context)
 

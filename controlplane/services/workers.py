@@ -1,0 +1,134 @@
+"""Operator actions on workers and what they serve: restart, start/stop, live state, sessions, usage."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from controlplane.choices import DesiredState
+from controlplane.models import Deployment, InferenceRecord
+from controlplane.workerclient import WorkerClient, WorkerError
+
+from . import audit
+from .deployments import deployment_changed, update_deployment
+from .errors import Conflict, InvalidInput
+
+__all__ = ["end_session", "list_sessions", "live_state", "request_restart", "set_running", "usage_summary"]
+
+
+def request_restart(actor: audit.Actor, deployment: Deployment) -> Deployment:
+    """Ask the supervisor to restart the worker (it drains in-flight requests first)."""
+    if deployment.desired_state != DesiredState.RUNNING:
+        raise Conflict(f"{deployment.name} is stopped; start it instead of restarting it")
+    with transaction.atomic():
+        now = timezone.now()
+        Deployment.objects.filter(pk=deployment.pk).update(restart_requested_at=now)
+        deployment.restart_requested_at = now
+        audit.record(actor, "deployment.restart", deployment, message="worker restart requested")
+        transaction.on_commit(lambda: deployment_changed.send(sender=Deployment, deployment=deployment, revision=None))
+    return deployment
+
+
+def set_running(actor: audit.Actor, deployment: Deployment, running: bool) -> Deployment:
+    state = DesiredState.RUNNING if running else DesiredState.STOPPED
+    return update_deployment(
+        actor,
+        deployment,
+        desired_state=state,
+        comment="started by an operator" if running else "stopped by an operator",
+    )
+
+
+def _client(deployment: Deployment) -> WorkerClient:
+    if not deployment.worker_url:
+        raise Conflict(f"{deployment.name} has no running worker ({deployment.get_status_display()})")
+    return WorkerClient.for_deployment(deployment.pk, deployment.worker_url)
+
+
+def live_state(deployment: Deployment) -> dict:
+    """What the worker itself reports (its live config and stats), or why it cannot."""
+    state = {
+        "status": deployment.status,
+        "detail": deployment.status_detail,
+        "url": deployment.worker_url,
+        "pid": deployment.worker_pid,
+        "started_at": deployment.worker_started_at,
+        "applied_revision": deployment.applied_revision,
+        "current_revision": deployment.current_revision.number if deployment.current_revision else None,
+    }
+    if not deployment.worker_url:
+        return {**state, "reachable": False}
+    client = WorkerClient.for_deployment(deployment.pk, deployment.worker_url)
+    try:
+        state.update(reachable=True, config=client.get_config(), stats=client.stats())
+    except WorkerError as exc:
+        state.update(reachable=False, error=exc.message)
+    finally:
+        client.close()
+    return state
+
+
+def list_sessions(deployments) -> tuple[list[dict], list[dict]]:
+    """Live sessions of every running worker, and the workers that could not be asked."""
+    sessions, errors = [], []
+    for deployment in deployments:
+        if not deployment.worker_url:
+            continue
+        client = WorkerClient.for_deployment(deployment.pk, deployment.worker_url)
+        try:
+            for row in client.sessions():
+                sessions.append({**row, "deployment": deployment.pk, "deployment_name": deployment.name})
+        except WorkerError as exc:
+            errors.append({"deployment": deployment.pk, "deployment_name": deployment.name, "error": exc.message})
+        finally:
+            client.close()
+    return sessions, errors
+
+
+def end_session(actor: audit.Actor, deployment: Deployment, session_id: str) -> dict:
+    client = _client(deployment)
+    try:
+        result = client.delete_session(session_id)
+    except WorkerError as exc:
+        if exc.status == 404:
+            raise InvalidInput.field("session", f"{deployment.name} has no session {session_id!r}") from None
+        raise Conflict(f"the worker of {deployment.name} refused: {exc.message}") from None
+    finally:
+        client.close()
+    audit.record(
+        actor,
+        "session.end",
+        deployment,
+        object_type="session",
+        object_id=f"{deployment.pk}:{session_id}",
+        object_repr=f"{deployment.name}/{session_id}",
+        after=result,
+    )
+    return result or {}
+
+
+def usage_summary(*, since=None, group_by: str = "token") -> list[dict]:
+    """Requests, tokens, errors and cache hits per token or per deployment since ``since`` (default: 24 hours)."""
+    fields = {
+        "token": ("token_id", "token__name", "token__user__username"),
+        "deployment": ("deployment_id", "deployment__name"),
+    }
+    if group_by not in fields:
+        raise InvalidInput.field("group_by", "must be token or deployment")
+    since = since or timezone.now() - timedelta(days=1)
+    rows = (
+        InferenceRecord.objects.filter(at__gte=since)
+        .values(*fields[group_by])
+        .annotate(
+            requests=Count("id"),
+            prompt_tokens=Sum("prompt_tokens"),
+            completion_tokens=Sum("completion_tokens"),
+            errors=Count("id", filter=Q(status_code__gte=400)),
+            cached=Count("id", filter=Q(cached=True)),
+        )
+        .order_by("-requests")
+    )
+    return list(rows)
