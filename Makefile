@@ -6,6 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # A CPU build of torch lies on this project's build machines; on a GPU host, set TORCH_SPEC to the build you want.
 TORCH_SPEC ?= torch==2.13.0
+# Optional: an index to take torch from (e.g. https://download.pytorch.org/whl/cpu for the CPU build).
+TORCH_INDEX ?=
+TORCH_INSTALL = $(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
@@ -36,12 +39,12 @@ $(VENV)/bin/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(TORCH_INSTALL)
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(TORCH_INSTALL)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(VENV)/.installed $@
 
