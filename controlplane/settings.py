@@ -3,7 +3,9 @@ SQLite in var/, in-memory channel layer, local-memory cache, e-mails written to 
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -97,6 +99,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
+    # Tests use a file too (not SQLite's shared in-memory database, whose table locks ignore the busy timeout), so
+    # that concurrency behaves as in production.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"lcp-test-{os.getpid()}.sqlite3")}
     if not TESTING:
         VAR_DIR.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from controlplane.choices import RolloutStrategy
 from controlplane.models import (
     GPU,
     ApiToken,
@@ -12,6 +13,8 @@ from controlplane.models import (
     DeploymentRevision,
     ModelVersion,
     Node,
+    Rollout,
+    RolloutEvent,
     User,
     WorkerEvent,
 )
@@ -251,3 +254,66 @@ class WorkerEventSerializer(serializers.ModelSerializer):
         model = WorkerEvent
         fields = ["id", "deployment", "deployment_name", "at", "kind", "message", "exit_code", "log_tail", "details"]
         read_only_fields = fields
+
+
+class RolloutEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RolloutEvent
+        fields = ["id", "at", "kind", "message", "data"]
+        read_only_fields = fields
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    deployment_name = serializers.CharField(source="deployment.name", read_only=True)
+    target_model_version_label = serializers.StringRelatedField(source="target_model_version")
+    base_revision = serializers.IntegerField(source="base_revision.number", read_only=True)
+    result_revision = serializers.IntegerField(source="result_revision.number", read_only=True, default=None)
+    weight = serializers.IntegerField(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Rollout
+        fields = [
+            "id",
+            "deployment",
+            "deployment_name",
+            "strategy",
+            "status",
+            "target_model_version",
+            "target_model_version_label",
+            "target_config",
+            "base_revision",
+            "result_revision",
+            "steps",
+            "current_step",
+            "weight",
+            "bake_s",
+            "step_started_at",
+            "gates",
+            "canary_url",
+            "canary_ready_at",
+            "failed_gate",
+            "reason",
+            "figures",
+            "comment",
+            "created_by",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class RolloutCreateSerializer(StrictMixin, serializers.Serializer):
+    model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all(), required=False)
+    config = serializers.JSONField(required=False, help_text="Config keys to change in the candidate.")
+    strategy = serializers.ChoiceField(choices=RolloutStrategy.choices, default=RolloutStrategy.CANARY)
+    steps = serializers.JSONField(
+        required=False, help_text="Canary traffic per step in percent; default [10, 50, 100]."
+    )
+    bake_s = serializers.IntegerField(required=False, default=300, min_value=0, max_value=604_800)
+    gates = serializers.JSONField(required=False, help_text="Gate thresholds to change from the defaults.")
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class RolloutActionSerializer(StrictMixin, serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")

@@ -18,5 +18,6 @@ router.register("me", views.MeViewSet, basename="me")
 router.register("worker-events", views.WorkerEventViewSet, basename="worker-event")
 router.register("sessions", views.SessionViewSet, basename="session")
 router.register("usage", views.UsageViewSet, basename="usage")
+router.register("rollouts", views.RolloutViewSet, basename="rollout")
 
 urlpatterns = [path("", include(router.urls))]

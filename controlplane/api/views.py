@@ -9,9 +9,10 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from controlplane import rollouts
 from controlplane.choices import AuditSource, Role
 from controlplane.gateway import cache as response_cache
-from controlplane.models import GPU, ApiToken, AuditEvent, Deployment, ModelVersion, Node, User, WorkerEvent
+from controlplane.models import GPU, ApiToken, AuditEvent, Deployment, ModelVersion, Node, Rollout, User, WorkerEvent
 from controlplane.services import accounts, audit, deployments, inventory, registry, workers
 from controlplane.services.errors import InvalidInput
 
@@ -168,6 +169,70 @@ class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
     def cache(self, request, pk=None):
         """Response-cache hits, misses and bytes for this deployment."""
         return Response(response_cache.stats(self.get_object().pk))
+
+    @extend_schema(methods=["get"], responses=serializers.RolloutSerializer(many=True))
+    @extend_schema(
+        methods=["post"], request=serializers.RolloutCreateSerializer, responses={201: serializers.RolloutSerializer}
+    )
+    @action(detail=True, methods=["get", "post"], url_path="rollouts")
+    def rollouts(self, request, pk=None):
+        """GET: this deployment's rollouts. POST: start one (operator)."""
+        deployment = self.get_object()
+        if request.method == "GET":
+            page = self.paginate_queryset(deployment.rollouts.select_related("target_model_version"))
+            return self.get_paginated_response(serializers.RolloutSerializer(page, many=True).data)
+        body = serializers.RolloutCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        rollout = rollouts.create_rollout(self.actor, deployment, **body.validated_data)
+        return Response(serializers.RolloutSerializer(rollout).data, status=status.HTTP_201_CREATED)
+
+
+class RolloutViewSet(ActorMixin, viewsets.ReadOnlyModelViewSet):
+    """Rollouts and their manual controls. Illegal transitions (promoting a rolled-back rollout…) get 409."""
+
+    queryset = Rollout.objects.select_related(
+        "deployment", "target_model_version", "base_revision", "result_revision", "created_by"
+    )
+    serializer_class = serializers.RolloutSerializer
+    filterset_fields = ["deployment", "status", "strategy"]
+    role_for_action = {name: Role.OPERATOR for name in ("promote", "pause", "resume", "rollback", "abort")}
+
+    def _act(self, request, change):
+        body = serializers.RolloutActionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        rollout = change(self.get_object(), body.validated_data["reason"])
+        return Response(serializers.RolloutSerializer(rollout).data)
+
+    @extend_schema(request=serializers.RolloutActionSerializer, responses=serializers.RolloutSerializer)
+    @action(detail=True, methods=["post"])
+    def promote(self, request, pk=None):
+        return self._act(request, lambda r, reason: rollouts.promote(self.actor, r, reason))
+
+    @extend_schema(request=serializers.RolloutActionSerializer, responses=serializers.RolloutSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._act(request, lambda r, reason: rollouts.pause(self.actor, r))
+
+    @extend_schema(request=serializers.RolloutActionSerializer, responses=serializers.RolloutSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._act(request, lambda r, reason: rollouts.resume(self.actor, r))
+
+    @extend_schema(request=serializers.RolloutActionSerializer, responses=serializers.RolloutSerializer)
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        return self._act(request, lambda r, reason: rollouts.rollback(self.actor, r, reason))
+
+    @extend_schema(request=serializers.RolloutActionSerializer, responses=serializers.RolloutSerializer)
+    @action(detail=True, methods=["post"])
+    def abort(self, request, pk=None):
+        return self._act(request, lambda r, reason: rollouts.abort(self.actor, r))
+
+    @extend_schema(responses=serializers.RolloutEventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def events(self, request, pk=None):
+        rollout = self.get_object()
+        return Response(serializers.RolloutEventSerializer(rollout.events.all(), many=True).data)
 
 
 class WorkerEventViewSet(viewsets.ReadOnlyModelViewSet):

@@ -6,6 +6,7 @@ from .deployments import Deployment, DeploymentRevision, WorkerEvent
 from .gateway import InferenceRecord
 from .inventory import GPU, Node
 from .registry import ModelVersion
+from .rollouts import Rollout, RolloutEvent
 
 __all__ = [
     "GPU",
@@ -16,6 +17,8 @@ __all__ = [
     "InferenceRecord",
     "ModelVersion",
     "Node",
+    "Rollout",
+    "RolloutEvent",
     "User",
     "WorkerEvent",
 ]

@@ -15,7 +15,14 @@ from .deployment_config import diff_configs, validate_config
 from .errors import InvalidInput
 from .fit import check_fit
 
-__all__ = ["create_deployment", "deployment_changed", "revision_diff", "rollback_deployment", "update_deployment"]
+__all__ = [
+    "commit_revision",
+    "create_deployment",
+    "deployment_changed",
+    "revision_diff",
+    "rollback_deployment",
+    "update_deployment",
+]
 
 # Sent after the transaction commits, with ``deployment`` and ``revision`` (None when only placement/state changed).
 deployment_changed = Signal()
@@ -172,6 +179,19 @@ def rollback_deployment(actor: audit.Actor, deployment: Deployment, number: int,
         )
         _notify(deployment, revision)
     return deployment
+
+
+def commit_revision(
+    actor: audit.Actor, deployment: Deployment, model_version: ModelVersion, config: dict, comment: str = ""
+) -> DeploymentRevision:
+    """Make an already-checked model version and config the deployment's current revision (a promoted rollout).
+    Call inside a transaction that holds the deployment's row."""
+    before = _snapshot(deployment)
+    revision = _new_revision(actor, deployment, model_version, config, comment)
+    deployment.save(update_fields=["current_revision", "updated_at"])
+    audit.record(actor, "deployment.update", deployment, before=before, after=_snapshot(deployment), message=comment)
+    _notify(deployment, revision)
+    return revision
 
 
 def revision_diff(older: DeploymentRevision, newer: DeploymentRevision) -> list[dict]:
