@@ -168,6 +168,25 @@ class WorkerClient:
     def perplexity(self, texts: list[str]) -> dict:
         return self._control("POST", "/control/perplexity", json={"texts": texts}, timeout=LOAD_TIMEOUT)
 
+    def complete(self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0, seed: int | None = 0) -> dict:
+        """One completion, synchronously (jobs and gates score golden sets this way)."""
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        body = {
+            "model": "default",
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "seed": seed,
+        }
+        try:
+            response = self._http.post("/v1/completions", json=body, headers=headers, timeout=INFERENCE_TIMEOUT)
+        except httpx.TimeoutException as exc:
+            raise WorkerUnavailable(f"{self.base_url} did not answer in time ({exc})") from None
+        except httpx.TransportError as exc:
+            raise WorkerUnavailable(f"{self.base_url} cannot be reached: {exc}") from None
+        _raise_for(response)
+        return response.json()
+
     # --- inference (async) ---------------------------------------------------------------------------------------
     def _inference_headers(self, extra: dict | None = None) -> dict:
         headers = {"Content-Type": "application/json"}

@@ -11,6 +11,7 @@ from controlplane.models import (
     AuditEvent,
     Deployment,
     DeploymentRevision,
+    GoldenSet,
     ModelVersion,
     Node,
     Rollout,
@@ -317,3 +318,17 @@ class RolloutCreateSerializer(StrictMixin, serializers.Serializer):
 
 class RolloutActionSerializer(StrictMixin, serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class GoldenSetSerializer(StrictMixin, serializers.ModelSerializer):
+    items = serializers.JSONField(help_text="A list of {prompt, reference} objects, or the same as JSON Lines text.")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    item_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = GoldenSet
+        fields = ["id", "model_version", "name", "items", "item_count", "baseline", "created_by", "created_at"]
+        read_only_fields = ["baseline", "created_by", "created_at"]
+
+    def get_item_count(self, obj) -> int:
+        return len(obj.items)

@@ -19,5 +19,6 @@ router.register("worker-events", views.WorkerEventViewSet, basename="worker-even
 router.register("sessions", views.SessionViewSet, basename="session")
 router.register("usage", views.UsageViewSet, basename="usage")
 router.register("rollouts", views.RolloutViewSet, basename="rollout")
+router.register("golden-sets", views.GoldenSetViewSet, basename="golden-set")
 
 urlpatterns = [path("", include(router.urls))]

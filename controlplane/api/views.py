@@ -9,10 +9,21 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from controlplane import rollouts
+from controlplane import quality, rollouts
 from controlplane.choices import AuditSource, Role
 from controlplane.gateway import cache as response_cache
-from controlplane.models import GPU, ApiToken, AuditEvent, Deployment, ModelVersion, Node, Rollout, User, WorkerEvent
+from controlplane.models import (
+    GPU,
+    ApiToken,
+    AuditEvent,
+    Deployment,
+    GoldenSet,
+    ModelVersion,
+    Node,
+    Rollout,
+    User,
+    WorkerEvent,
+)
 from controlplane.services import accounts, audit, deployments, inventory, registry, workers
 from controlplane.services.errors import InvalidInput
 
@@ -287,6 +298,23 @@ class UsageViewSet(viewsets.ViewSet):
                 raise InvalidInput.field("since", "must be an ISO 8601 date and time")
         rows = workers.usage_summary(since=since, group_by=request.query_params.get("group_by", "token"))
         return Response({"count": len(rows), "results": rows})
+
+
+class GoldenSetViewSet(ActorMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Golden sets per model version: prompts with reference texts, for quality drift checks and rollout gates.
+    The newest set of a version is the one used; sets are replaced by uploading a new one, not edited."""
+
+    queryset = GoldenSet.objects.select_related("model_version", "created_by")
+    serializer_class = serializers.GoldenSetSerializer
+    filterset_fields = ["model_version"]
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = quality.create_golden_set(self.actor, data["model_version"], data["name"], data["items"])
+
+    def perform_destroy(self, instance):
+        audit.record(self.actor, "golden_set.delete", instance, before={"name": instance.name})
+        instance.delete()
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):

@@ -5,6 +5,7 @@ from .audit import AuditEvent
 from .deployments import Deployment, DeploymentRevision, WorkerEvent
 from .gateway import InferenceRecord
 from .inventory import GPU, Node
+from .quality import GoldenSet
 from .registry import ModelVersion
 from .rollouts import Rollout, RolloutEvent
 
@@ -14,6 +15,7 @@ __all__ = [
     "AuditEvent",
     "Deployment",
     "DeploymentRevision",
+    "GoldenSet",
     "InferenceRecord",
     "ModelVersion",
     "Node",

@@ -95,6 +95,9 @@ def register_model_version(
                 created_by=actor.user,
             )
             audit.record(actor, "model_version.create", model_version, after=audit.snapshot(model_version))
+            from controlplane.quality import import_from_artifact
+
+            import_from_artifact(actor, model_version)
     except IntegrityError:
         raise InvalidInput.field("version", f"{name}:{version} is already registered") from None
     return model_version

@@ -1,0 +1,108 @@
+"""Golden sets: reading them (JSON Lines, uploaded or shipped beside an artifact as ``golden.jsonl``), and scoring a
+worker on one: perplexity of the reference texts and agreement of greedy outputs with the references."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+from django.db import transaction
+
+from controlplane.models import GoldenSet, ModelVersion
+from controlplane.services import audit
+from controlplane.services.errors import InvalidInput
+from controlplane.workerclient import WorkerClient
+
+__all__ = ["create_golden_set", "golden_texts_for", "import_from_artifact", "parse_items", "score"]
+
+MAX_ITEMS = 1000
+MAX_TEXT = 4000
+
+
+def parse_items(raw) -> list[dict]:
+    """Items from a list of objects or from JSON Lines text; errors name the item and the problem."""
+    if isinstance(raw, str):
+        rows = []
+        for number, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise InvalidInput.field("items", f"line {number} is not valid JSON: {exc}") from None
+        raw = rows
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput.field("items", "must be a non-empty list of {prompt, reference} objects (or JSON Lines)")
+    if len(raw) > MAX_ITEMS:
+        raise InvalidInput.field("items", f"at most {MAX_ITEMS} items; got {len(raw)}")
+    items = []
+    for index, item in enumerate(raw, 1):
+        if not isinstance(item, dict):
+            raise InvalidInput.field("items", f"item {index} must be an object")
+        unknown = set(item) - {"prompt", "reference", "id"}
+        if unknown:
+            raise InvalidInput.field("items", f"item {index} has unknown keys: {', '.join(sorted(unknown))}")
+        for key in ("prompt", "reference"):
+            value = item.get(key)
+            if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
+                raise InvalidInput.field(
+                    "items", f"item {index}: {key} must be a non-empty string of at most {MAX_TEXT} characters"
+                )
+        items.append({"prompt": item["prompt"], "reference": item["reference"]})
+    return items
+
+
+def create_golden_set(actor: audit.Actor, model_version: ModelVersion, name: str, items) -> GoldenSet:
+    parsed = parse_items(items)
+    with transaction.atomic():
+        golden = GoldenSet.objects.create(model_version=model_version, name=name, items=parsed, created_by=actor.user)
+        audit.record(
+            actor,
+            "golden_set.create",
+            golden,
+            after={"name": name, "items": len(parsed), "model_version": str(model_version)},
+        )
+    return golden
+
+
+def import_from_artifact(actor: audit.Actor, model_version: ModelVersion) -> GoldenSet | None:
+    """Register the ``golden.jsonl`` shipped in a model version's artifact directory, if there is one."""
+    path = Path(model_version.artifact_path) / "golden.jsonl"
+    if not path.is_file() or model_version.golden_sets.exists():
+        return None
+    return create_golden_set(actor, model_version, "shipped with the artifact", path.read_text())
+
+
+def golden_for(model_version: ModelVersion) -> GoldenSet | None:
+    return model_version.golden_sets.first()
+
+
+def golden_texts_for(model_version: ModelVersion) -> list[str]:
+    golden = golden_for(model_version)
+    return golden.texts() if golden else []
+
+
+def _agreement(output: str, reference: str) -> float:
+    """How much of the reference the output reproduces, 0..1 (a normalised similarity of the two texts)."""
+    size = max(len(reference), 1)
+    return difflib.SequenceMatcher(None, output[:size], reference[:size], autojunk=False).ratio()
+
+
+def score(client: WorkerClient, golden: GoldenSet, *, max_tokens: int = 32) -> dict:
+    """Score a worker on a golden set: perplexity of prompt+reference, and agreement of its greedy continuation of
+    each prompt with the reference. The outputs are kept so that a person can see what changed."""
+    perplexity = client.perplexity(golden.texts())
+    outputs, agreements = [], []
+    for item in golden.items:
+        answer = client.complete(item["prompt"], max_tokens=max_tokens, temperature=0.0)
+        text = answer["choices"][0]["text"]
+        outputs.append(text)
+        agreements.append(_agreement(text, item["reference"]))
+    return {
+        "perplexity": float(perplexity["perplexity"]),
+        "tokens": int(perplexity.get("tokens", 0)),
+        "agreement": sum(agreements) / len(agreements),
+        "items": len(golden.items),
+        "outputs": outputs,
+        "agreements": [round(a, 4) for a in agreements],
+    }
