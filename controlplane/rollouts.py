@@ -265,12 +265,15 @@ def _alert(rollout: Rollout) -> None:
 
 # --- the supervisor's reports ------------------------------------------------------------------------------------
 def canary_ready(rollout: Rollout, url: str, pid: int | None) -> None:
-    Rollout.objects.filter(pk=rollout.pk).update(canary_url=url, canary_pid=pid, canary_ready_at=timezone.now())
+    Rollout.objects.filter(pk=rollout.pk).update(
+        canary_url=url, canary_pid=pid, canary_ready_at=timezone.now(), canary_lost_at=None
+    )
     log(rollout, "worker", f"canary worker healthy at {url} (pid {pid})")
 
 
 def canary_gone(rollout: Rollout, reason: str) -> None:
     Rollout.objects.filter(pk=rollout.pk).update(canary_url="", canary_pid=None)
+    Rollout.objects.filter(pk=rollout.pk, canary_lost_at__isnull=True).update(canary_lost_at=timezone.now())
     log(rollout, "worker", f"canary worker down: {reason}")
 
 
@@ -284,10 +287,16 @@ def advance(rollout: Rollout, now: datetime | None = None, clients: dict | None 
         return _start(rollout, now)
     if rollout.status != RolloutStatus.RUNNING or rollout.step_started_at is None:
         return rollout
+    if not rollout.canary_url:
+        # The canary is down (crashed, or the control plane restarted): hold until it is back, within limits.
+        lost = rollout.canary_lost_at
+        if lost and now - lost > timedelta(seconds=settings.WORKER_START_TIMEOUT_S):
+            return rollback(
+                audit.SYSTEM, rollout, "the canary worker stopped answering and did not come back", gate="health"
+            )
+        return rollout
     if now - rollout.step_started_at < timedelta(seconds=rollout.bake_s):
         return rollout
-    if not rollout.canary_url:
-        return rollback(audit.SYSTEM, rollout, "the canary worker stopped answering", gate="health")
     results = gate_checks.evaluate(rollout, rollout.step_started_at, now, clients or gate_clients(rollout))
     figures = {r.gate: r.as_dict() for r in results}
     step = rollout.current_step

@@ -255,6 +255,8 @@ WORKER_HEALTH_FAILURES = env_int("WORKER_HEALTH_FAILURES", 3, minimum=1)
 WORKER_BACKOFF_BASE_S = env_float("WORKER_BACKOFF_BASE_S", 1, minimum=0)
 WORKER_BACKOFF_MAX_S = env_float("WORKER_BACKOFF_MAX_S", 60, minimum=0)
 WORKER_BACKOFF_RESET_S = env_float("WORKER_BACKOFF_RESET_S", 120, minimum=0)
+# After a canary is promoted, the replaced worker keeps serving requests already routed to it this long.
+WORKER_RETIRE_GRACE_S = env_float("WORKER_RETIRE_GRACE_S", 5, minimum=0)
 # --- the /v1 gateway -----------------------------------------------------------------------------------------------
 GATEWAY_TOKEN_CACHE_S = env_float("GATEWAY_TOKEN_CACHE_S", 5, minimum=0, maximum=300)
 GATEWAY_ROUTE_CACHE_S = env_float("GATEWAY_ROUTE_CACHE_S", 1, minimum=0, maximum=60)

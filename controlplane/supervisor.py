@@ -72,6 +72,7 @@ class WorkerProcess:
     health_failures: int = 0
     last_health_check: float = 0.0
     model_key: tuple = field(default_factory=tuple)
+    client: WorkerClient | None = None
 
     @property
     def url(self) -> str:
@@ -91,6 +92,9 @@ class WorkerProcess:
 
     def terminate(self, timeout: float = 15.0) -> int | None:
         """SIGTERM (the worker drains and exits), then SIGKILL if it has not exited within ``timeout``."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
         if self.popen.poll() is None:
             self.popen.terminate()
             try:
@@ -125,9 +129,14 @@ class Supervisor(runtime.ServiceThread):
         self.node_id = node.pk if node else None
         self.clock = clock
         self.workers: dict[int, WorkerProcess] = {}
-        self.backoff: dict[int, Backoff] = {}
+        self.backoff: dict[object, Backoff] = {}  # by deployment id, or "canary-<rollout id>"
         # Revisions a worker refused (bad config for this worker): not retried until the revision changes.
         self.refused: dict[int, int] = {}
+        # Workers replaced by a promoted canary, terminated once the gateway no longer routes to them.
+        self.retiring: list[tuple[WorkerProcess, float]] = []
+        from controlplane.canaries import Canaries
+
+        self.canaries = Canaries(self)
         self.log_dir = Path(settings.VAR_DIR) / "log" / "workers"
         deployment_changed.connect(self._on_change, dispatch_uid="supervisor")
 
@@ -137,9 +146,10 @@ class Supervisor(runtime.ServiceThread):
     # --- the loop ----------------------------------------------------------------------------------------------------
     def step(self) -> bool:
         deployments = list(self._local_deployments())
-        did_work = False
+        did_work = self.canaries.step(deployments)
         for deployment in deployments:
             did_work |= self.reconcile(deployment)
+        did_work |= self._retire_due()
         known = {d.pk for d in deployments}
         for deployment_id in [pk for pk in self.workers if pk not in known]:
             self._stop_worker(deployment_id, "the deployment is gone from this node")
@@ -178,18 +188,34 @@ class Supervisor(runtime.ServiceThread):
         return False
 
     # --- starting and stopping ---------------------------------------------------------------------------------------
+    @property
+    def start_timeout(self) -> float:
+        return settings.WORKER_START_TIMEOUT_S
+
+    @property
+    def health_failures(self) -> int:
+        return settings.WORKER_HEALTH_FAILURES
+
+    def restart_due(self, key) -> bool:
+        backoff = self.backoff.get(key)
+        return backoff is None or self.clock() >= backoff.not_before
+
+    def health_due(self, worker: WorkerProcess) -> bool:
+        if self.clock() - worker.last_health_check < settings.WORKER_HEALTH_INTERVAL_S:
+            return False
+        worker.last_health_check = self.clock()
+        return True
+
     def _start_if_due(self, deployment: Deployment) -> bool:
-        backoff = self.backoff.setdefault(
-            deployment.pk, Backoff(settings.WORKER_BACKOFF_BASE_S, settings.WORKER_BACKOFF_MAX_S)
-        )
-        if self.clock() < backoff.not_before:
+        if not self.restart_due(deployment.pk):
             return False
         self.start_worker(deployment)
         return True
 
-    def command(self, deployment: Deployment, port: int) -> list[str]:
+    def command(self, deployment: Deployment, port: int, model_version=None, config: dict | None = None) -> list[str]:
         revision = deployment.current_revision
-        config = revision.config
+        model_version = model_version or revision.model_version
+        config = config or revision.config
         command = [
             sys.executable,
             "-m",
@@ -200,7 +226,7 @@ class Supervisor(runtime.ServiceThread):
             "--port",
             str(port),
             "--model",
-            revision.model_version.artifact_path,
+            model_version.artifact_path,
             "--precision",
             config["precision"],
             "--model-id",
@@ -227,14 +253,15 @@ class Supervisor(runtime.ServiceThread):
         env.setdefault("PYTHONPATH", str(settings.BASE_DIR))
         return env
 
-    def start_worker(self, deployment: Deployment) -> WorkerProcess:
+    def spawn(self, deployment: Deployment, log_name: str, model_version, config: dict, revision: int) -> WorkerProcess:
+        """Start a worker process for ``model_version`` with ``config``; its output goes to a log file."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         port = _free_port()
-        log_path = self.log_dir / f"{deployment.name}.log"
+        log_path = self.log_dir / f"{log_name}.log"
         with log_path.open("ab") as log:
             log.write(f"\n--- {timezone.now():%Y-%m-%d %H:%M:%S} starting on port {port}\n".encode())
             popen = subprocess.Popen(
-                self.command(deployment, port),
+                self.command(deployment, port, model_version, config),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -243,16 +270,20 @@ class Supervisor(runtime.ServiceThread):
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-        revision = deployment.current_revision
-        worker = WorkerProcess(
+        return WorkerProcess(
             deployment.pk,
-            revision.number,
+            revision,
             port,
             popen,
             log_path,
             self.clock(),
-            model_key=(revision.model_version_id, revision.config["precision"]),
+            model_key=(model_version.pk, config["precision"]),
         )
+
+    def start_worker(self, deployment: Deployment) -> WorkerProcess:
+        revision = deployment.current_revision
+        worker = self.spawn(deployment, deployment.name, revision.model_version, revision.config, revision.number)
+        popen, port = worker.popen, worker.port
         self.workers[deployment.pk] = worker
         Deployment.objects.filter(pk=deployment.pk).update(
             status=DeploymentStatus.STARTING,
@@ -290,9 +321,8 @@ class Supervisor(runtime.ServiceThread):
 
     def _check_health(self, deployment: Deployment, worker: WorkerProcess) -> None:
         now = self.clock()
-        if now - worker.last_health_check < settings.WORKER_HEALTH_INTERVAL_S:
+        if not self.health_due(worker):
             return
-        worker.last_health_check = now
         try:
             self.client(deployment, worker).health()
         except WorkerError as exc:
@@ -314,7 +344,7 @@ class Supervisor(runtime.ServiceThread):
         code = worker.exit_code()
         tail = worker.log_tail()
         self.workers.pop(deployment.pk, None)
-        delay = self._schedule_restart(deployment.pk)
+        delay = self.schedule_restart(deployment.pk)
         message = f"worker exited with code {code}; restarting in {delay:.0f} s"
         self.event(deployment, WorkerEventKind.EXITED, message, exit_code=code, log_tail=tail)
         self._mark(deployment, DeploymentStatus.DEGRADED, message)
@@ -323,14 +353,12 @@ class Supervisor(runtime.ServiceThread):
         tail = worker.log_tail()
         code = worker.terminate()
         self.workers.pop(deployment.pk, None)
-        delay = 0.0 if kind == WorkerEventKind.RESTARTED else self._schedule_restart(deployment.pk)
+        delay = 0.0 if kind == WorkerEventKind.RESTARTED else self.schedule_restart(deployment.pk)
         self.event(deployment, kind, f"{reason}; restarting in {delay:.0f} s", exit_code=code, log_tail=tail)
         self._mark(deployment, DeploymentStatus.DEGRADED, reason)
 
-    def _schedule_restart(self, deployment_id: int) -> float:
-        backoff = self.backoff.setdefault(
-            deployment_id, Backoff(settings.WORKER_BACKOFF_BASE_S, settings.WORKER_BACKOFF_MAX_S)
-        )
+    def schedule_restart(self, key) -> float:
+        backoff = self.backoff.setdefault(key, Backoff(settings.WORKER_BACKOFF_BASE_S, settings.WORKER_BACKOFF_MAX_S))
         delay = backoff.next_delay()
         backoff.not_before = self.clock() + delay
         return delay
@@ -353,15 +381,48 @@ class Supervisor(runtime.ServiceThread):
                 applied_revision=None,
             )
 
+    def adopt(self, deployment: Deployment, worker: WorkerProcess, revision: int, message: str) -> None:
+        """Make ``worker`` (a promoted canary) the deployment's stable worker; the old one retires after a grace
+        period in which requests the gateway already routed to it finish."""
+        old = self.workers.get(deployment.pk)
+        worker.revision = revision
+        worker.healthy_since = worker.healthy_since or self.clock()
+        self.workers[deployment.pk] = worker
+        if old is not None and old is not worker:
+            self.retiring.append((old, self.clock() + settings.GATEWAY_ROUTE_CACHE_S + settings.WORKER_RETIRE_GRACE_S))
+        Deployment.objects.filter(pk=deployment.pk).update(
+            worker_url=worker.url,
+            worker_pid=worker.popen.pid,
+            applied_revision=revision,
+            status=DeploymentStatus.RUNNING,
+            status_detail=f"serving revision {revision} on {worker.url} (pid {worker.popen.pid})",
+        )
+        self.event(deployment, WorkerEventKind.SWAPPED, message, details={"pid": worker.popen.pid, "port": worker.port})
+
+    def _retire_due(self) -> bool:
+        due = [(worker, at) for worker, at in self.retiring if at <= self.clock()]
+        for worker, at in due:
+            self.retiring.remove((worker, at))
+            code = worker.terminate()
+            logger.info("retired the replaced worker pid %s (exit code %s)", worker.popen.pid, code)
+        return bool(due)
+
     def on_stop(self) -> None:
         """Stop every worker (the control plane is shutting down): no orphan keeps memory or a port."""
+        self.canaries.stop_all()
+        for worker, _ in self.retiring:
+            worker.terminate()
+        self.retiring.clear()
         for deployment_id in list(self.workers):
             self._stop_worker(deployment_id, "the control plane stopped")
         deployment_changed.disconnect(dispatch_uid="supervisor")
 
     # --- applying revisions ------------------------------------------------------------------------------------------
     def client(self, deployment: Deployment, worker: WorkerProcess) -> WorkerClient:
-        return WorkerClient.for_deployment(deployment.pk, worker.url)
+        """The worker's client, kept with it (one connection pool per worker)."""
+        if worker.client is None:
+            worker.client = WorkerClient.for_deployment(deployment.pk, worker.url)
+        return worker.client
 
     def apply(self, deployment: Deployment, worker: WorkerProcess, *, initial: bool = False) -> None:
         """Bring the worker to the deployment's current revision: a swap when the model or precision changed,

@@ -36,6 +36,7 @@ class Rollout(models.Model):
     canary_url = models.CharField(max_length=255, blank=True)
     canary_pid = models.IntegerField(null=True, blank=True)
     canary_ready_at = models.DateTimeField(null=True, blank=True)
+    canary_lost_at = models.DateTimeField(null=True, blank=True, help_text="When the canary last stopped answering.")
     result_revision = models.ForeignKey(
         DeploymentRevision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
