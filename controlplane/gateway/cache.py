@@ -27,7 +27,7 @@ def cache_key(target: Target, endpoint: str, body: dict) -> str:
     )
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     stream = "s" if body.get("stream") else "j"
-    return f"gw:r:{target.deployment_id}:{target.revision}:{target.model_version_id}:{endpoint}:{stream}:{digest}"
+    return f"gw:r:{target.deployment_id}:{target.cache_scope}:{target.model_version_id}:{endpoint}:{stream}:{digest}"
 
 
 def _stat_key(deployment_id: int, name: str) -> str:

@@ -1,16 +1,20 @@
-"""Which worker serves a request: the deployment named by ``model``, and (during a rollout) the stable or canary
-version, chosen by weight and kept per session so a conversation stays on one version."""
+"""Which worker serves a request: the deployment named by ``model``, and during a rollout the stable or the canary
+version. The canary gets its weight's share of traffic; a session is placed once (by a stable hash of its id) and
+kept there, so a conversation stays on one version while the weight grows."""
 
 from __future__ import annotations
 
+import hashlib
+import random
 import time
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 
-from controlplane.choices import DesiredState
-from controlplane.models import Deployment
+from controlplane.choices import DesiredState, RolloutStatus
+from controlplane.models import Deployment, InferenceRecord, Rollout
 
 from .errors import GatewayError
 
@@ -21,17 +25,27 @@ class Target:
     deployment_name: str
     variant: str
     worker_url: str
-    revision: int
+    revision: int | None
     model_version_id: int
     cache_ttl_s: int
+    cache_scope: str
     status: str
     status_detail: str
 
 
-_routes: dict[str, tuple[float, Target | None]] = {}
+@dataclass(frozen=True)
+class Route:
+    stable: Target
+    canary: Target | None = None
+    weight: int = 0
+    rollout_id: int | None = None
+    session_timeout_s: int = 3600
 
 
-def _load(name: str) -> Target | None:
+_routes: dict[str, tuple[float, Route | None]] = {}
+
+
+def _load(name: str) -> Route | None:
     deployment = (
         Deployment.objects.select_related("current_revision")
         .filter(name=name, desired_state=DesiredState.RUNNING, current_revision__isnull=False)
@@ -40,37 +54,79 @@ def _load(name: str) -> Target | None:
     if deployment is None:
         return None
     revision = deployment.current_revision
-    # The revision the worker actually serves is the one to cache under; until it is applied, the old one.
-    served = deployment.applied_revision or revision.number
-    return Target(
+    served = deployment.applied_revision or revision.number  # until a new revision is applied, the old one serves
+    stable = Target(
         deployment_id=deployment.pk,
         deployment_name=deployment.name,
-        variant="stable",
+        variant=InferenceRecord.STABLE,
         worker_url=deployment.worker_url,
         revision=served,
         model_version_id=revision.model_version_id,
         cache_ttl_s=int(revision.config.get("cache_ttl_s", 0)),
+        cache_scope=f"r{served}",
         status=deployment.status,
         status_detail=deployment.status_detail,
     )
+    rollout = (
+        Rollout.objects.filter(deployment=deployment, status__in=(RolloutStatus.RUNNING, RolloutStatus.PAUSED))
+        .exclude(canary_url="")
+        .first()
+    )
+    if rollout is None or rollout.weight == 0:
+        return Route(stable, session_timeout_s=int(revision.config.get("session_timeout_s", 3600)))
+    canary = Target(
+        deployment_id=deployment.pk,
+        deployment_name=deployment.name,
+        variant=InferenceRecord.CANARY,
+        worker_url=rollout.canary_url,
+        revision=None,
+        model_version_id=rollout.target_model_version_id,
+        cache_ttl_s=int(rollout.target_config.get("cache_ttl_s", 0)),
+        cache_scope=f"c{rollout.pk}",
+        status=deployment.status,
+        status_detail="canary",
+    )
+    return Route(stable, canary, rollout.weight, rollout.pk, int(revision.config.get("session_timeout_s", 3600)))
 
 
-async def resolve(model: str, session_id: str | None = None) -> Target:
-    """The target for ``model``; 404 for an unknown model, 503 while its worker is not serving."""
+async def _route(model: str, fresh: bool = False) -> Route | None:
     now = time.monotonic()
     hit = _routes.get(model)
-    if hit is not None and hit[0] > now:
-        target = hit[1]
-    else:
-        target = await sync_to_async(_load)(model)
-        _routes[model] = (now + settings.GATEWAY_ROUTE_CACHE_S, target)
-    if target is None:
+    if hit is not None and hit[0] > now and not fresh:
+        return hit[1]
+    route = await sync_to_async(_load)(model)
+    _routes[model] = (now + settings.GATEWAY_ROUTE_CACHE_S, route)
+    return route
+
+
+def _bucket(session_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(session_id.encode()).digest()[:4], "big") % 100
+
+
+async def _choose(route: Route, session_id: str) -> Target:
+    if route.canary is None:
+        return route.stable
+    if not session_id:
+        return route.canary if random.random() * 100 < route.weight else route.stable
+    key = f"gw:sticky:{route.rollout_id}:{session_id}"
+    placed = await cache.aget(key)
+    if placed is None:
+        placed = InferenceRecord.CANARY if _bucket(session_id) < route.weight else InferenceRecord.STABLE
+        await cache.aset(key, placed, timeout=route.session_timeout_s)
+    return route.canary if placed == InferenceRecord.CANARY else route.stable
+
+
+async def resolve(model: str, session_id: str | None = None, *, fresh: bool = False) -> Target:
+    """The target for ``model``; 404 for an unknown model, 503 while no worker serves it."""
+    route = await _route(model, fresh)
+    if route is None:
         raise GatewayError(
             404,
             f"The model {model!r} does not exist or is not deployed; GET /v1/models lists them.",
             param="model",
             code="model_not_found",
         )
+    target = await _choose(route, session_id or "")
     if not target.worker_url:
         raise GatewayError(
             503,

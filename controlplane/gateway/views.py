@@ -163,13 +163,31 @@ async def proxy(request, endpoint: str, path: str):
 
 def _served_headers(response, exchange: Exchange, cache_state: str):
     response["X-Cache"] = cache_state
-    response["X-Served-By"] = f"{exchange.target.deployment_name}/{exchange.target.variant}/r{exchange.target.revision}"
+    response["X-Served-By"] = (
+        f"{exchange.target.deployment_name}/{exchange.target.variant}/{exchange.target.cache_scope}"
+    )
     return response
+
+
+async def send(exchange: Exchange, path: str, payload: bytes, headers: dict, *, stream: bool = False):
+    """Send to the target's worker; if it cannot be reached and the route has changed meanwhile (a promoted canary,
+    a restarted worker on a new port), resolve afresh and try the new worker once."""
+    try:
+        return await worker(exchange.target).send(path, payload, headers, stream=stream)
+    except WorkerUnavailable:
+        try:
+            fresh = await resolve(exchange.target.deployment_name, exchange.session_id, fresh=True)
+        except GatewayError:
+            fresh = None
+        if fresh is None or fresh.worker_url == exchange.target.worker_url:
+            raise
+        exchange.target = fresh
+        return await worker(fresh).send(path, payload, headers, stream=stream)
 
 
 async def forward(exchange: Exchange, path: str, payload: bytes, headers: dict, key: str | None):
     try:
-        response = await worker(exchange.target).send(path, payload, headers)
+        response = await send(exchange, path, payload, headers)
     except WorkerUnavailable as exc:
         await exchange.finish(503, exc.message)
         return error_response(
@@ -224,7 +242,7 @@ async def stream(exchange: Exchange, path: str, body: dict, headers: dict, key: 
     client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     forwarded = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
     try:
-        response = await worker(exchange.target).send(path, json.dumps(forwarded).encode(), headers, stream=True)
+        response = await send(exchange, path, json.dumps(forwarded).encode(), headers, stream=True)
     except WorkerUnavailable as exc:
         await exchange.finish(503, exc.message)
         return error_response(
