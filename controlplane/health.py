@@ -47,8 +47,29 @@ def check_channel_layer() -> None:
     async_to_sync(roundtrip)()
 
 
+def check_workers() -> dict:
+    """Every deployment that should run has a worker answering (as the supervisor last saw it)."""
+    from controlplane.choices import DeploymentStatus, DesiredState
+    from controlplane.models import Deployment
+
+    wanted = Deployment.objects.filter(desired_state=DesiredState.RUNNING)
+    down = [
+        f"{d.name} ({d.status}: {d.status_detail or 'no worker'})"
+        for d in wanted
+        if d.status != DeploymentStatus.RUNNING or not d.worker_url
+    ]
+    if down:
+        raise RuntimeError("not serving: " + "; ".join(down))
+    return {"serving": len(wanted)}
+
+
 def run_checks() -> dict[str, dict]:
-    checks = {"database": check_database, "channel_layer": check_channel_layer, **READINESS_CHECKS}
+    checks = {
+        "database": check_database,
+        "channel_layer": check_channel_layer,
+        "workers": check_workers,
+        **READINESS_CHECKS,
+    }
     results: dict[str, dict] = {}
     for name, check in checks.items():
         started = time.perf_counter()

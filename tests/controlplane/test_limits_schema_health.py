@@ -77,3 +77,14 @@ def test_readyz_answers_503_naming_what_failed(client, monkeypatch):
     assert body["failed"] == ["worker"]
     assert "worker did not answer" in body["checks"]["worker"]["error"]
     assert body["checks"]["database"]["ok"]
+
+
+def test_readyz_names_a_deployment_whose_worker_is_not_serving(client, deployment):
+    from controlplane.models import Deployment
+
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["workers"]
+    assert "demo-cpu (pending" in response.json()["checks"]["workers"]["error"]
+    Deployment.objects.filter(pk=deployment.pk).update(status="running", worker_url="http://127.0.0.1:9")
+    assert client.get("/readyz").status_code == 200
