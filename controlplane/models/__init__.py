@@ -1,6 +1,7 @@
 """The control plane's models, one module per domain."""
 
 from .accounts import ApiToken, User
+from .alerts import Alert, AlertCondition, AlertRule, Notification, NotificationAttempt
 from .audit import AuditEvent
 from .deployments import Deployment, DeploymentRevision, WorkerEvent
 from .gateway import InferenceRecord
@@ -9,6 +10,9 @@ from .registry import ModelVersion
 
 __all__ = [
     "GPU",
+    "Alert",
+    "AlertCondition",
+    "AlertRule",
     "ApiToken",
     "AuditEvent",
     "Deployment",
@@ -16,6 +20,8 @@ __all__ = [
     "InferenceRecord",
     "ModelVersion",
     "Node",
+    "Notification",
+    "NotificationAttempt",
     "User",
     "WorkerEvent",
 ]
