@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from controlplane import health
-from controlplane.views import accounts, deployments, inventory, overview, registry
+from controlplane.views import accounts, alerts, deployments, inventory, overview, registry
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -34,6 +34,18 @@ urlpatterns = [
     path("deployments/<int:pk>/", deployments.deployment_detail, name="deployment-detail"),
     path("deployments/<int:pk>/edit/", deployments.deployment_edit, name="deployment-edit"),
     path("deployments/<int:pk>/rollback/", deployments.deployment_rollback, name="deployment-rollback"),
+    # alerts
+    path("alerts/", alerts.alert_list, name="alert-list"),
+    path("alerts/<int:pk>/", alerts.alert_detail, name="alert-detail"),
+    path("alerts/<int:pk>/chart.png", alerts.alert_chart, name="alert-chart"),
+    path("alerts/<int:pk>/acknowledge/", alerts.alert_acknowledge, name="alert-acknowledge"),
+    path("alerts/<int:pk>/resolve/", alerts.alert_resolve, name="alert-resolve"),
+    path("alerts/notifications/<int:pk>/retry/", alerts.notification_retry, name="notification-retry"),
+    path("alerts/rules/", alerts.rule_list, name="alert-rule-list"),
+    path("alerts/rules/new/", alerts.rule_form, name="alert-rule-create"),
+    path("alerts/rules/<int:pk>/", alerts.rule_detail, name="alert-rule-detail"),
+    path("alerts/rules/<int:pk>/edit/", alerts.rule_form, name="alert-rule-edit"),
+    path("alerts/rules/<int:pk>/delete/", alerts.rule_delete, name="alert-rule-delete"),
     # people
     path("audit/", accounts.audit_list, name="audit-list"),
     path("tokens/", accounts.token_list, name="token-list"),

@@ -21,7 +21,15 @@ from controlplane.models import Alert
 
 from .charts import render_chart
 
-__all__ = ["RenderedEmail", "figure_rows", "format_threshold", "format_value", "render_email", "render_subject"]
+__all__ = [
+    "RenderedEmail",
+    "display_cause",
+    "figure_rows",
+    "format_threshold",
+    "format_value",
+    "render_email",
+    "render_subject",
+]
 
 HIDDEN_FIGURES = {"log_tail"}
 
@@ -49,7 +57,7 @@ def format_value(key: str, value) -> str:
 
 def figure_rows(values: dict) -> list[tuple[str, str]]:
     return [
-        (key.replace("_", " "), format_value(key, value))
+        (key.removesuffix("_s").replace("_", " "), format_value(key, value))
         for key, value in (values or {}).items()
         if key not in HIDDEN_FIGURES and not isinstance(value, dict | list)
     ]
@@ -71,13 +79,20 @@ def _absolute(path: str) -> str:
     return f"{settings.SITE_URL}{path}"
 
 
+def display_cause(alert: Alert) -> dict | None:
+    """The stored cause with its times as datetimes and an absolute link to the diff."""
+    if not alert.cause:
+        return None
+    cause = dict(alert.cause)
+    cause["diff_url"] = _absolute(cause["diff_path"])
+    cause["revision_at"] = parse_datetime(cause.get("revision_at") or "")
+    if cause.get("last_event"):
+        cause["last_event"] = {**cause["last_event"], "at": parse_datetime(cause["last_event"].get("at") or "")}
+    return cause
+
+
 def _context(alert: Alert, event: str, chart_cid: str | None, at: datetime | None) -> dict:
-    cause = dict(alert.cause) if alert.cause else None
-    if cause:
-        cause["diff_url"] = _absolute(cause["diff_path"])
-        cause["revision_at"] = parse_datetime(cause["revision_at"] or "")
-        if cause.get("last_event"):
-            cause["last_event"] = {**cause["last_event"], "at": parse_datetime(cause["last_event"]["at"] or "")}
+    cause = display_cause(alert)
     # The duration as of the event (a reminder sent late still says how long it had fired when it was due).
     end = (alert.resolved_at if event == NotificationEvent.RESOLVED else at) or timezone.now()
     return {

@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import alerts, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -15,5 +15,8 @@ router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("tokens", views.ApiTokenViewSet, basename="api-token")
 router.register("users", views.UserViewSet, basename="user")
 router.register("me", views.MeViewSet, basename="me")
+router.register("alert-rules", alerts.AlertRuleViewSet, basename="alert-rule")
+router.register("alerts", alerts.AlertViewSet, basename="alert")
+router.register("notifications", alerts.NotificationViewSet, basename="notification")
 
 urlpatterns = [path("", include(router.urls))]
