@@ -14,11 +14,14 @@ WIDTH_PX, HEIGHT_PX, DPI = 600, 200, 100
 
 
 def _x_values(points: list) -> tuple[list, bool]:
-    """Times when every x is an ISO timestamp, else the sample numbers."""
+    """Times when every x is an ISO timestamp; the numbers when every x is one; else the positions."""
     try:
         return [datetime.fromisoformat(str(x)) for x, _ in points], True
     except ValueError:
-        return list(range(len(points))), False
+        pass
+    if all(isinstance(x, int | float) and not isinstance(x, bool) for x, _ in points):
+        return [x for x, _ in points], False
+    return list(range(len(points))), False
 
 
 def render_chart(

@@ -71,26 +71,34 @@ def _claimable(now: datetime) -> Q:
 
 
 def deliver_pending_notifications(now: datetime | None = None, *, limit: int = BATCH) -> dict[str, int]:
-    """Send the notifications that are due. Returns counts: ``sent``, ``retrying``, ``failed``, ``skipped``
-    (claimed by another process meanwhile)."""
+    """Send the notifications that are due, oldest first. Returns counts: ``sent``, ``retrying``, ``failed``,
+    ``skipped`` (claimed by another process meanwhile) and ``deferred`` (left for the next call because the mail
+    server could not be reached at all: the other e-mails keep their tries for when it is back)."""
     now = now or timezone.now()
     due = (
         Notification.objects.filter(_claimable(now), next_attempt_at__lte=now)
         .order_by("next_attempt_at", "id")
-        .values_list("id", flat=True)[:limit]
+        .values_list("id", "transport")[:limit]
     )
     counts: Counter[str] = Counter()
-    for pk in list(due):
+    unreachable: set[str] = set()  # transports whose server could not be reached in this round
+    for pk, transport in list(due):
+        if transport in unreachable:
+            counts["deferred"] += 1  # not tried, so no try is used up while the server is down
+            continue
         claimed = Notification.objects.filter(_claimable(now), pk=pk).update(claimed_at=now)
         if claimed != 1:
             counts["skipped"] += 1
             continue
-        counts[_attempt(pk, now)] += 1
+        result, server_down = _attempt(pk, now)
+        counts[result] += 1
+        if server_down:
+            unreachable.add(transport)
     return dict(counts)
 
 
-def _send(notification: Notification) -> tuple[str, str, str]:
-    """(outcome, error, subject) of one try; never raises."""
+def _send(notification: Notification) -> tuple[str, str, str, bool]:
+    """(outcome, error, subject, server unreachable) of one try; never raises."""
     alert, subject = notification.alert, ""
     try:
         subject = render_subject(alert, notification.event, at=notification.created_at)
@@ -99,16 +107,16 @@ def _send(notification: Notification) -> tuple[str, str, str]:
         outcome = NotificationAttemptOutcome.TEMPORARY_FAILURE
         if exc.permanent:
             outcome = NotificationAttemptOutcome.PERMANENT_FAILURE
-        return outcome, str(exc), subject
+        return outcome, str(exc), subject, exc.unreachable
     except Exception as exc:  # a bug or a broken template: record it, keep delivering the others
         logger.exception("notification %s could not be built or sent", notification.pk)
-        return NotificationAttemptOutcome.PERMANENT_FAILURE, f"{type(exc).__name__}: {exc}", subject
-    return NotificationAttemptOutcome.SENT, "", subject
+        return NotificationAttemptOutcome.PERMANENT_FAILURE, f"{type(exc).__name__}: {exc}", subject, False
+    return NotificationAttemptOutcome.SENT, "", subject, False
 
 
-def _attempt(pk: int, now: datetime) -> str:
+def _attempt(pk: int, now: datetime) -> tuple[str, bool]:
     notification = Notification.objects.select_related("alert__rule", "alert__deployment").get(pk=pk)
-    outcome, error, subject = _send(notification)
+    outcome, error, subject, server_down = _send(notification)
     number = notification.attempt_count + 1
     changes = {"attempt_count": number, "claimed_at": None, "last_error": error, "subject": subject[:300]}
     if outcome == NotificationAttemptOutcome.SENT:
@@ -136,7 +144,7 @@ def _attempt(pk: int, now: datetime) -> str:
         Notification.objects.filter(pk=pk).update(**changes)
     log = logger.info if result == "sent" else logger.warning
     log("notification %s (alert %s) try %s: %s %s", pk, notification.alert_id, number, outcome, error)
-    return result
+    return result, server_down
 
 
 def retry_notification(actor: audit.Actor, notification: Notification, now: datetime | None = None) -> Notification:

@@ -4,9 +4,11 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 from django.db.models import Count, Q
@@ -14,9 +16,9 @@ from django.db.models import Count, Q
 from controlplane.choices import AlertKind, WorkerEventKind
 from controlplane.models import AlertRule, Deployment, InferenceRecord, WorkerEvent
 
-__all__ = ["EVALUATORS", "Observation", "failed_request_q"]
+__all__ = ["EVALUATORS", "Observation", "failed_request_q", "json_safe"]
 
-Series = list[tuple[str, float]]
+Series = list[tuple[str | int, float]]
 CHART_WINDOWS = 4  # the chart shows this many evaluation windows up to the moment it fired
 CHART_BUCKETS = 24
 
@@ -35,14 +37,36 @@ class Observation:
     series: Series | Callable[[], Series] | None = None
     series_label: str = ""
 
+    def __post_init__(self):
+        self.values = json_safe(self.values or {})
+
     def resolved_series(self) -> Series:
-        """The chart series, computed now when it was given as a function (only alerts that fire need one)."""
+        """The chart series, computed now when it was given as a function (only alerts that fire need one); points
+        without a finite value are left out."""
         series = self.series() if callable(self.series) else self.series
-        return [(_iso(at), float(value)) for at, value in (series or [])]
+        points = [(json_safe(at), json_safe(value)) for at, value in (series or [])]
+        return [(at, value) for at, value in points if isinstance(value, float | int) and not isinstance(value, bool)]
 
 
-def _iso(at) -> str:
-    return at.isoformat() if isinstance(at, datetime) else str(at)
+def json_safe(value):
+    """``value`` as JSON that PostgreSQL accepts too: numpy numbers and arrays as plain ones, NaN and infinities as
+    null, times as ISO strings, anything else unknown as its text."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return json_safe(value.tolist())
+    return str(value)
 
 
 def failed_request_q() -> Q:

@@ -22,11 +22,13 @@ __all__ = ["TRANSPORTS", "EmailTransport", "Transport", "TransportError", "class
 
 
 class TransportError(Exception):
-    """A notification could not be sent. ``permanent``: retrying the same message will not help."""
+    """A notification could not be sent. ``permanent``: retrying the same message will not help. ``unreachable``:
+    the server could not be reached at all, so the other queued messages would fail the same way right now."""
 
-    def __init__(self, message: str, *, permanent: bool = False):
+    def __init__(self, message: str, *, permanent: bool = False, unreachable: bool = False):
         super().__init__(message)
         self.permanent = permanent
+        self.unreachable = unreachable
 
 
 class Transport:
@@ -53,18 +55,24 @@ def classify_smtp_error(exc: BaseException) -> TransportError:
         return TransportError(f"recipients refused: {detail}", permanent=permanent)
     if isinstance(exc, smtplib.SMTPResponseException):
         permanent = 500 <= exc.smtp_code < 600
-        return TransportError(f"SMTP {exc.smtp_code} {_reply_text(exc.smtp_error)}", permanent=permanent)
+        unreachable = isinstance(exc, smtplib.SMTPConnectError) and not permanent  # e.g. 421 at the greeting
+        text = f"SMTP {exc.smtp_code} {_reply_text(exc.smtp_error)}"
+        return TransportError(text, permanent=permanent, unreachable=unreachable)
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return TransportError(f"the SMTP server does not support this: {exc}", permanent=True)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return TransportError(f"TLS certificate refused: {exc}", permanent=True)
     if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return TransportError(f"the SMTP server closed the connection: {exc}")
+        return TransportError(f"the SMTP server closed the connection: {exc}", unreachable=True)
     if isinstance(exc, ConnectionRefusedError):
-        return TransportError(f"connection refused by {settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
+        where = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+        return TransportError(f"connection refused by {where}", unreachable=True)
     if isinstance(exc, TimeoutError):
-        return TransportError(f"timed out talking to {settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
-    if isinstance(exc, OSError | smtplib.SMTPException):
+        where = f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+        return TransportError(f"timed out talking to {where}", unreachable=True)
+    if isinstance(exc, OSError):
+        return TransportError(f"{type(exc).__name__}: {exc}", unreachable=True)
+    if isinstance(exc, smtplib.SMTPException):
         return TransportError(f"{type(exc).__name__}: {exc}")
     return TransportError(f"{type(exc).__name__}: {exc}", permanent=True)
 

@@ -191,3 +191,26 @@ def test_the_embedded_default_writes_a_readable_eml_file(settings, tmp_path, dep
     assert message["To"] == "oncall@example.org" and message["X-Alert-Id"] == str(alert.pk)
     assert "0.41" in parts(message)["text/plain"].get_content()
     assert "image/png" in parts(message)
+
+
+def test_while_the_server_is_unreachable_the_other_emails_wait_without_using_up_tries(
+    no_smtp_server, deployment, clock
+):
+    first = fire(deployment, clock, key="quality")
+    second = fire(deployment, clock, key="latency")
+    assert deliver_pending_notifications(clock.now) == {"retrying": 1, "deferred": 1}
+    assert first.notifications.get().attempt_count == 1
+    assert second.notifications.get().attempt_count == 0
+    assert second.notifications.get().status == NotificationStatus.PENDING
+
+
+def test_a_refused_recipient_does_not_hold_back_the_next_email(smtp_server, deployment, clock, actor):
+    smtp_server.refuse_rcpt, smtp_server.refuse_rcpt_for = "450 4.2.1 mailbox busy", {"busy@example.org"}
+    AlertRule.objects.filter(kind=AlertKind.DRIFT).delete()
+    create_rule(
+        actor, name="to-busy", kind=AlertKind.DRIFT, parameters={"checks": ["quality"]}, recipients=["busy@example.org"]
+    )
+    create_rule(actor, name="to-oncall", kind=AlertKind.DRIFT, parameters={"checks": ["latency"]})
+    fire(deployment, clock, key="quality")
+    fire(deployment, clock, key="latency")
+    assert deliver_pending_notifications(clock.now) == {"retrying": 1, "sent": 1}  # the server is up: no deferral

@@ -256,3 +256,15 @@ def test_a_stale_scheduler_heartbeat_fires_and_a_fresh_one_resolves(clock, mailo
     assert len(mailoutbox) == 1 and "scheduler stopped running jobs" in mailoutbox[0].subject  # delivered at once
     assert check_scheduler_heartbeat(clock.now, now=clock.advance(5)) is False
     assert Alert.objects.get().state == AlertState.RESOLVED and len(mailoutbox) == 2
+
+
+def test_numpy_figures_and_nan_are_stored_as_plain_json(deployment, clock):
+    import numpy as np
+
+    values = {"statistic": np.float32(0.25), "n": np.int64(500), "p": float("nan"), "hist": np.array([1, 2])}
+    series = [(i, v) for i, v in enumerate([0.1, float("nan"), np.float64(0.3)])]
+    signal(AlertKind.DRIFT, deployment, "distribution", True, values=values, series=series, now=clock.now)
+    alert = Alert.objects.get()
+    alert.refresh_from_db()
+    assert alert.values == {"statistic": 0.25, "n": 500, "p": None, "hist": [1, 2]}
+    assert alert.series == [[0, 0.1], [2, 0.3]]
