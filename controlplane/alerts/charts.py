@@ -60,7 +60,7 @@ def render_chart(
         axes.xaxis.set_major_locator(locator)
         axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
         axes.xaxis.get_offset_text().set_fontsize(7)
-    figure.tight_layout(pad=0.4)
+    figure.subplots_adjust(left=0.09, right=0.985, top=0.95, bottom=0.16)  # fixed: tight_layout costs a draw
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()

@@ -214,3 +214,29 @@ def test_a_refused_recipient_does_not_hold_back_the_next_email(smtp_server, depl
     fire(deployment, clock, key="quality")
     fire(deployment, clock, key="latency")
     assert deliver_pending_notifications(clock.now) == {"retrying": 1, "sent": 1}  # the server is up: no deferral
+
+
+def test_two_delivery_loops_at_once_send_each_email_exactly_once(settings, deployment, clock, monkeypatch, mailoutbox):
+    """The second loop starts while the first is in the middle of sending its first e-mail (as another process
+    would): it skips the claimed one and sends the rest; the first then finds them taken."""
+    from controlplane.alerts.transports import EmailTransport
+
+    settings.ONCALL_EMAILS = ["oncall@example.org"]
+    for key in ("quality", "latency", "distribution"):
+        fire(deployment, clock, key=key)
+    real_notify, second_loop = EmailTransport.notify, {}
+
+    def notify_and_start_another_loop(self, alert, notification):
+        if "started" not in second_loop:
+            second_loop["started"] = True
+            second_loop["result"] = deliver_pending_notifications(clock.now)
+        real_notify(self, alert, notification)
+
+    monkeypatch.setattr(EmailTransport, "notify", notify_and_start_another_loop)
+    first_loop = deliver_pending_notifications(clock.now)
+    assert second_loop["result"] == {"sent": 2}  # the claimed one is not even due for it
+    assert first_loop == {"sent": 1, "skipped": 2}
+    assert sorted(m.extra_headers["X-Alert-Id"] for m in mailoutbox) == sorted(
+        str(pk) for pk in Alert.objects.values_list("pk", flat=True)
+    )
+    assert all(n.attempts.count() == 1 for n in Notification.objects.all())
