@@ -3,6 +3,7 @@
 from django.db import models
 
 __all__ = [
+    "AlertKind",
     "AlertSeverity",
     "AlertState",
     "AuditSource",
@@ -15,6 +16,9 @@ __all__ = [
     "ModelStatus",
     "NodeRole",
     "NodeStatus",
+    "NotificationAttemptOutcome",
+    "NotificationEvent",
+    "NotificationStatus",
     "Precision",
     "Role",
     "RolloutStatus",
@@ -163,3 +167,43 @@ class JobOutcome(models.TextChoices):
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped (already running)"
     MISSED = "missed", "Missed"
+
+
+class AlertKind(models.TextChoices):
+    """What an alert rule watches. Signalled kinds are reported by other parts (``alerts.signal``); the others are
+    evaluated from stored rows by ``evaluate_alert_rules``."""
+
+    DRIFT = "drift", "Drift check verdict"
+    LEAK = "leak", "Memory leak detected"
+    LATENCY = "latency", "Latency percentile above a threshold"
+    ERROR_RATE = "error_rate", "Error rate above a threshold"
+    WORKER_RESTART = "worker_restart", "Worker restarts or exits"
+    JOB_FAILURE = "job_failure", "Scheduled job failed"
+    SCHEDULER_HEARTBEAT = "scheduler_heartbeat", "Scheduler stopped running jobs"
+    ROLLOUT = "rollout", "Rollout rolled back or failed"
+
+    @classmethod
+    def signalled(cls) -> tuple[str, ...]:
+        return (cls.DRIFT, cls.LEAK, cls.JOB_FAILURE, cls.SCHEDULER_HEARTBEAT, cls.ROLLOUT)
+
+    @classmethod
+    def evaluated(cls) -> tuple[str, ...]:
+        return (cls.LATENCY, cls.ERROR_RATE, cls.WORKER_RESTART)
+
+
+class NotificationEvent(models.TextChoices):
+    FIRING = "firing", "Firing"
+    REMINDER = "reminder", "Still firing (re-notification)"
+    RESOLVED = "resolved", "Resolved"
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class NotificationAttemptOutcome(models.TextChoices):
+    SENT = "sent", "Sent"
+    TEMPORARY_FAILURE = "temporary_failure", "Temporary failure"
+    PERMANENT_FAILURE = "permanent_failure", "Permanent failure"

@@ -236,7 +236,7 @@ def rollback(
             after=audit.snapshot(rollout),
         )
         _notify(rollout)
-        transaction.on_commit(lambda: _alert(rollout))
+        transaction.on_commit(lambda: _alert(rollout), robust=True)
     return rollout
 
 
@@ -245,11 +245,9 @@ def abort(actor: audit.Actor, rollout: Rollout) -> Rollout:
 
 
 def _alert(rollout: Rollout) -> None:
-    """Tell on-call people (through the alerts module, when it is installed)."""
-    try:
-        from controlplane.alerts.service import signal
-    except ImportError:
-        return
+    """Tell on-call people; the e-mail goes out with the next delivery round."""
+    from controlplane.alerts import signal
+
     figures = rollout.figures or {}
     signal(
         "rollout",

@@ -152,6 +152,11 @@ else:
     globals().update(env_email("EMAIL_URL", VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "controlplane@localhost")
 ONCALL_EMAILS = env_list("ONCALL_EMAILS", [])
+# Alert e-mails: tries per message (temporary failures only), the first retry delay (doubling each time, at most an
+# hour), and after how long a claim left by a process that died is taken over. See docs/alerts.md.
+ALERT_MAX_ATTEMPTS = env_int("ALERT_MAX_ATTEMPTS", 5, minimum=3, maximum=50)
+ALERT_RETRY_BASE_S = env_int("ALERT_RETRY_BASE_S", 60, minimum=1, maximum=3600)
+ALERT_CLAIM_TIMEOUT_S = env_int("ALERT_CLAIM_TIMEOUT_S", 300, minimum=30)
 
 # --- auth and security --------------------------------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -223,6 +228,8 @@ SPECTACULAR_SETTINGS = {
         "ModelStatusEnum": "controlplane.choices.ModelStatus",
         "NodeStatusEnum": "controlplane.choices.NodeStatus",
         "DeploymentStatusEnum": "controlplane.choices.DeploymentStatus",
+        "AlertKindEnum": "controlplane.choices.AlertKind",
+        "WorkerEventKindEnum": "controlplane.choices.WorkerEventKind",
     },
 }
 

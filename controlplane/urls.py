@@ -6,7 +6,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from controlplane import health
-from controlplane.views import accounts, deployments, inventory, overview, registry, workers
+from controlplane.views import accounts, alerts, deployments, inventory, overview, registry, workers
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -42,6 +42,18 @@ urlpatterns = [
     path("sessions/", workers.session_list, name="session-list"),
     path("sessions/<int:pk>/<str:session_id>/end/", workers.session_end, name="session-end"),
     path("usage/", workers.usage, name="usage"),
+    # alerts
+    path("alerts/", alerts.alert_list, name="alert-list"),
+    path("alerts/<int:pk>/", alerts.alert_detail, name="alert-detail"),
+    path("alerts/<int:pk>/chart.png", alerts.alert_chart, name="alert-chart"),
+    path("alerts/<int:pk>/acknowledge/", alerts.alert_acknowledge, name="alert-acknowledge"),
+    path("alerts/<int:pk>/resolve/", alerts.alert_resolve, name="alert-resolve"),
+    path("alerts/notifications/<int:pk>/retry/", alerts.notification_retry, name="notification-retry"),
+    path("alerts/rules/", alerts.rule_list, name="alert-rule-list"),
+    path("alerts/rules/new/", alerts.rule_form, name="alert-rule-create"),
+    path("alerts/rules/<int:pk>/", alerts.rule_detail, name="alert-rule-detail"),
+    path("alerts/rules/<int:pk>/edit/", alerts.rule_form, name="alert-rule-edit"),
+    path("alerts/rules/<int:pk>/delete/", alerts.rule_delete, name="alert-rule-delete"),
     # people
     path("audit/", accounts.audit_list, name="audit-list"),
     path("tokens/", accounts.token_list, name="token-list"),

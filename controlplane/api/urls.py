@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import alerts, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -20,5 +20,8 @@ router.register("sessions", views.SessionViewSet, basename="session")
 router.register("usage", views.UsageViewSet, basename="usage")
 router.register("rollouts", views.RolloutViewSet, basename="rollout")
 router.register("golden-sets", views.GoldenSetViewSet, basename="golden-set")
+router.register("alert-rules", alerts.AlertRuleViewSet, basename="alert-rule")
+router.register("alerts", alerts.AlertViewSet, basename="alert")
+router.register("notifications", alerts.NotificationViewSet, basename="notification")
 
 urlpatterns = [path("", include(router.urls))]

@@ -1,6 +1,7 @@
 """The control plane's models, one module per domain."""
 
 from .accounts import ApiToken, User
+from .alerts import Alert, AlertCondition, AlertRule, Notification, NotificationAttempt
 from .audit import AuditEvent
 from .deployments import Deployment, DeploymentRevision, WorkerEvent
 from .gateway import InferenceRecord
@@ -11,6 +12,9 @@ from .rollouts import Rollout, RolloutEvent
 
 __all__ = [
     "GPU",
+    "Alert",
+    "AlertCondition",
+    "AlertRule",
     "ApiToken",
     "AuditEvent",
     "Deployment",
@@ -19,6 +23,8 @@ __all__ = [
     "InferenceRecord",
     "ModelVersion",
     "Node",
+    "Notification",
+    "NotificationAttempt",
     "Rollout",
     "RolloutEvent",
     "User",

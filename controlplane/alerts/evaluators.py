@@ -1,0 +1,192 @@
+"""Conditions read from stored rows: request latency and errors from ``InferenceRecord``, restarts from
+``WorkerEvent``. Each evaluator looks at one rule and one deployment at a moment ``now`` and returns an
+``Observation``: whether the condition holds, the figures, and (lazily) a series for the e-mail's chart."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import numpy as np
+from django.db.models import Count, Q
+
+from controlplane.choices import AlertKind, WorkerEventKind
+from controlplane.models import AlertRule, Deployment, InferenceRecord, WorkerEvent
+
+__all__ = ["EVALUATORS", "Observation", "failed_request_q", "json_safe"]
+
+Series = list[tuple[str | int, float]]
+CHART_WINDOWS = 4  # the chart shows this many evaluation windows up to the moment it fired
+CHART_BUCKETS = 24
+
+
+@dataclass
+class Observation:
+    """What an evaluator or a signal saw: ``firing`` says whether the condition holds now."""
+
+    deployment: Deployment | None
+    key: str
+    firing: bool
+    title: str
+    summary: str = ""
+    values: dict = field(default_factory=dict)
+    threshold: float | None = None
+    series: Series | Callable[[], Series] | None = None
+    series_label: str = ""
+
+    def __post_init__(self):
+        self.values = json_safe(self.values or {})
+
+    def resolved_series(self) -> Series:
+        """The chart series, computed now when it was given as a function (only alerts that fire need one); points
+        without a finite value are left out."""
+        series = self.series() if callable(self.series) else self.series
+        points = [(json_safe(at), json_safe(value)) for at, value in (series or [])]
+        return [(at, value) for at, value in points if isinstance(value, float | int) and not isinstance(value, bool)]
+
+
+def json_safe(value):
+    """``value`` as JSON that PostgreSQL accepts too: numpy numbers and arrays as plain ones, NaN and infinities as
+    null, times as ISO strings, anything else unknown as its text."""
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return json_safe(value.tolist())
+    return str(value)
+
+
+def failed_request_q() -> Q:
+    """A failed request: a server error, or an error recorded on a request that had already answered 2xx/3xx (a
+    stream that broke after its headers went out). 4xx refusals are the client's and do not count."""
+    return Q(status_code__gte=500) | (Q(status_code__lt=400) & ~Q(error=""))
+
+
+def _is_failed(status_code: int, error: str) -> bool:
+    """``failed_request_q`` for one row."""
+    return status_code >= 500 or (status_code < 400 and bool(error))
+
+
+def _buckets(rows: list[tuple[datetime, float]], start: datetime, end: datetime, reduce) -> Series:
+    """Rows grouped into equal time buckets between ``start`` and ``end``, each reduced to one value."""
+    width = (end - start) / CHART_BUCKETS
+    groups: list[list[float]] = [[] for _ in range(CHART_BUCKETS)]
+    for at, value in rows:
+        index = min(int((at - start) / width), CHART_BUCKETS - 1) if width.total_seconds() > 0 else 0
+        if index >= 0:
+            groups[index].append(value)
+    return [(start + width * (i + 1), reduce(g)) for i, g in enumerate(groups) if g]
+
+
+def _requests(deployment: Deployment, start: datetime, end: datetime):
+    return InferenceRecord.objects.filter(deployment=deployment, at__gt=start, at__lte=end)
+
+
+def evaluate_latency(rule: AlertRule, deployment: Deployment, now: datetime) -> Observation:
+    """The chosen percentile of latency (or time to first token) over the window, cached answers left out."""
+    p = rule.parameters
+    metric, q, window = p["metric"], p["percentile"], timedelta(seconds=p["window_s"])
+    queryset = _requests(deployment, now - window, now).filter(cached=False, **{f"{metric}__isnull": False})
+    samples = list(queryset.values_list(metric, flat=True))
+    observed = float(np.percentile(samples, q)) if samples else None
+    firing = observed is not None and len(samples) >= p["min_requests"] and observed > p["threshold_s"]
+    what = "latency" if metric == "latency_s" else "time to first token"
+    shown = "no requests" if observed is None else f"{observed:.3g} s"
+    start = now - window * CHART_WINDOWS
+
+    def series() -> Series:
+        rows = _requests(deployment, start, now).filter(cached=False, **{f"{metric}__isnull": False})
+        return _buckets(list(rows.values_list("at", metric)), start, now, lambda g: float(np.percentile(g, q)))
+
+    return Observation(
+        deployment=deployment,
+        key="",
+        firing=firing,
+        title=f"p{q:g} {what} {shown} (threshold {p['threshold_s']:g} s) on {deployment.name}",
+        summary=f"{len(samples)} requests in the last {p['window_s']} s; rules fire from {p['min_requests']}.",
+        values={f"p{q:g}_{metric}": observed, "requests": len(samples), "window_s": p["window_s"]},
+        threshold=p["threshold_s"],
+        series=series,
+        series_label=f"p{q:g} {what} (s)",
+    )
+
+
+def evaluate_error_rate(rule: AlertRule, deployment: Deployment, now: datetime) -> Observation:
+    """The share of failed requests (see ``failed_request_q``) over the window."""
+    p = rule.parameters
+    window = timedelta(seconds=p["window_s"])
+    counts = _requests(deployment, now - window, now).aggregate(
+        total=Count("id"), failed=Count("id", filter=failed_request_q())
+    )
+    total, failed = counts["total"], counts["failed"]
+    rate = failed / total if total else None
+    firing = rate is not None and total >= p["min_requests"] and rate > p["threshold"]
+    shown = "no requests" if rate is None else f"{rate:.1%}"
+    start = now - window * CHART_WINDOWS
+
+    def series() -> Series:
+        rows = _requests(deployment, start, now).values_list("at", "status_code", "error")
+        marked = [(at, 1.0 if _is_failed(status, error) else 0.0) for at, status, error in rows]
+        return _buckets(marked, start, now, lambda g: sum(g) / len(g))
+
+    return Observation(
+        deployment=deployment,
+        key="",
+        firing=firing,
+        title=f"error rate {shown} (threshold {p['threshold']:.1%}) on {deployment.name}",
+        summary=f"{failed} of {total} requests failed in the last {p['window_s']} s; "
+        f"rules fire from {p['min_requests']} requests.",
+        values={"error_rate": rate, "failed": failed, "requests": total, "window_s": p["window_s"]},
+        threshold=p["threshold"],
+        series=series,
+        series_label="share of failed requests",
+    )
+
+
+RESTART_KINDS = (WorkerEventKind.RESTARTED, WorkerEventKind.EXITED)
+
+
+def evaluate_worker_restart(rule: AlertRule, deployment: Deployment, now: datetime) -> Observation:
+    """Restarts and unexpected exits of the deployment's worker within the window."""
+    p = rule.parameters
+    events = WorkerEvent.objects.filter(
+        deployment=deployment, kind__in=RESTART_KINDS, at__gt=now - timedelta(seconds=p["window_s"]), at__lte=now
+    )
+    count = events.count()
+    latest = events.order_by("-at", "-id").first()
+    values = {"restarts_and_exits": count, "window_s": p["window_s"], "min_count": p["min_count"]}
+    summary = f"{count} restarts or exits in the last {p['window_s']} s."
+    if latest is not None:
+        values.update(last_event=latest.kind, last_message=latest.message, exit_code=latest.exit_code)
+        summary += f" Latest: {latest.get_kind_display().lower()} at {latest.at:%Y-%m-%d %H:%M:%S}: {latest.message}"
+        if latest.log_tail:
+            values["log_tail"] = latest.log_tail[-2000:]
+    return Observation(
+        deployment=deployment,
+        key="",
+        firing=count >= p["min_count"],
+        title=f"worker of {deployment.name} restarted or exited {count} times in {p['window_s'] // 60} min",
+        summary=summary,
+        values=values,
+        threshold=p["min_count"],
+    )
+
+
+EVALUATORS: dict[str, Callable[[AlertRule, Deployment, datetime], Observation]] = {
+    AlertKind.LATENCY: evaluate_latency,
+    AlertKind.ERROR_RATE: evaluate_error_rate,
+    AlertKind.WORKER_RESTART: evaluate_worker_restart,
+}
