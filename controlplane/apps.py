@@ -8,4 +8,5 @@ class ControlPlaneConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from controlplane import scheduler  # noqa: F401  (registers the scheduler with the runtime and /readyz)
         from controlplane.api import schema  # noqa: F401  (registers the OpenAPI auth extension)

@@ -11,6 +11,7 @@ __all__ = [
     "DriftKind",
     "DriftVerdict",
     "JobOutcome",
+    "JobTrigger",
     "ModelFormat",
     "ModelStatus",
     "NodeRole",
@@ -19,8 +20,10 @@ __all__ = [
     "Role",
     "RolloutStatus",
     "RolloutStrategy",
+    "SchedulerState",
     "TokenScope",
     "WorkerEventKind",
+    "WorkerReply",
 ]
 
 
@@ -163,3 +166,27 @@ class JobOutcome(models.TextChoices):
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped (already running)"
     MISSED = "missed", "Missed"
+
+
+class JobTrigger(models.TextChoices):
+    """What started a job run: its schedule, or a person asking for it now."""
+
+    SCHEDULE = "schedule", "Schedule"
+    MANUAL = "manual", "Run now"
+
+
+class SchedulerState(models.TextChoices):
+    """How the scheduler looks from outside, judged from its lock row (see services/heartbeat.py)."""
+
+    RUNNING = "running", "Running"
+    NEVER_RAN = "never_ran", "No scheduler has run yet"
+    STOPPED = "stopped", "Stopped (lock not renewed)"
+    STUCK = "stuck", "Alive, but jobs do not run"
+
+
+class WorkerReply(models.TextChoices):
+    """How a worker answered a control call made by a job (recorded per deployment in the run's result)."""
+
+    OK = "ok", "Answered"
+    UNAVAILABLE = "unavailable", "Did not answer"
+    ERROR = "error", "Answered with an error"

@@ -6,7 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from controlplane import health
-from controlplane.views import accounts, deployments, inventory, overview, registry
+from controlplane.views import accounts, deployments, inventory, jobs, overview, registry
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -34,6 +34,10 @@ urlpatterns = [
     path("deployments/<int:pk>/", deployments.deployment_detail, name="deployment-detail"),
     path("deployments/<int:pk>/edit/", deployments.deployment_edit, name="deployment-edit"),
     path("deployments/<int:pk>/rollback/", deployments.deployment_rollback, name="deployment-rollback"),
+    # jobs
+    path("jobs/", jobs.job_list, name="job-list"),
+    path("jobs/<slug:name>/", jobs.job_detail, name="job-detail"),
+    path("jobs/<slug:name>/run/", jobs.job_run, name="job-run"),
     # people
     path("audit/", accounts.audit_list, name="audit-list"),
     path("tokens/", accounts.token_list, name="token-list"),

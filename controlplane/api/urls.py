@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import jobs, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -15,5 +15,7 @@ router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
 router.register("tokens", views.ApiTokenViewSet, basename="api-token")
 router.register("users", views.UserViewSet, basename="user")
 router.register("me", views.MeViewSet, basename="me")
+router.register("jobs", jobs.JobViewSet, basename="job")
+router.register("job-runs", jobs.JobRunViewSet, basename="job-run")
 
 urlpatterns = [path("", include(router.urls))]

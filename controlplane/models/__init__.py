@@ -5,6 +5,7 @@ from .audit import AuditEvent
 from .deployments import Deployment, DeploymentRevision, WorkerEvent
 from .gateway import InferenceRecord
 from .inventory import GPU, Node
+from .jobs import JobRun, JobRunRequest, JobState, SchedulerLease
 from .registry import ModelVersion
 
 __all__ = [
@@ -14,8 +15,12 @@ __all__ = [
     "Deployment",
     "DeploymentRevision",
     "InferenceRecord",
+    "JobRun",
+    "JobRunRequest",
+    "JobState",
     "ModelVersion",
     "Node",
+    "SchedulerLease",
     "User",
     "WorkerEvent",
 ]
