@@ -75,6 +75,7 @@ class Scheduler(runtime.ServiceThread):
         self.lease_s = lease_s or settings.SCHEDULER_LEASE_S
         self.renew_s = renew_s or settings.SCHEDULER_RENEW_S
         self.is_leader = False
+        self._said_standby = False
         self.lease_until: datetime | None = None
         self._next_renew: datetime | None = None
         self._published: dict[str, datetime | None] = {}
@@ -121,6 +122,9 @@ class Scheduler(runtime.ServiceThread):
             self._lead(now)
         elif not held and self.is_leader:
             self._stand_by()
+        elif not held and not self._said_standby:
+            logger.info("scheduler %s stands by: another scheduler holds the lock", self.id)
+            self._said_standby = True
 
     def _lead(self, now: datetime) -> None:
         logger.info("scheduler %s leads: it runs the jobs", self.id)

@@ -3,7 +3,9 @@ SQLite in var/, in-memory channel layer, local-memory cache, e-mails written to 
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -278,9 +280,15 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "axes": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        "apscheduler": {"level": "WARNING"},
     },
 }
 
 if TESTING:
     # Hashing is deliberately slow in production; tests create many users.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        # A file, not memory: threads (the scheduler's) then wait for each other's locks as they do in production;
+        # an in-memory database shared between threads fails at once with "database table is locked".
+        _test_db = Path(tempfile.gettempdir()) / f"lcp-test-{os.getpid()}.sqlite3"
+        DATABASES["default"]["TEST"] = {"NAME": str(_test_db)}
