@@ -68,7 +68,9 @@ class Scheduler(runtime.ServiceThread):
     name = "scheduler"
     idle_s = 1.0
 
-    def __init__(self, *, clock: jobruns.Clock = timezone.now, lease_s: float | None = None, renew_s=None) -> None:
+    def __init__(
+        self, *, clock: jobruns.Clock = timezone.now, lease_s: float | None = None, renew_s: float | None = None
+    ) -> None:
         super().__init__()
         self.clock = clock
         self.id = jobruns.runner_id("scheduler")
@@ -127,14 +129,18 @@ class Scheduler(runtime.ServiceThread):
             self._said_standby = True
 
     def _lead(self, now: datetime) -> None:
+        self.is_leader = True  # before scheduling: a job due at once checks it in its thread
+        try:
+            lost = jobruns.release_claims_of_others(self.id, now)
+            if lost:
+                logger.warning("scheduler %s freed %d job(s) held by a scheduler that stopped", self.id, lost)
+            jobruns.ensure_states(jobs.JOBS)
+            for job in jobs.JOBS.values():
+                self._schedule(job, now)
+        except Exception:
+            self._stand_by("could not schedule the jobs")  # retried at the next renewal
+            raise
         logger.info("scheduler %s leads: it runs the jobs", self.id)
-        self.is_leader = True
-        lost = jobruns.release_claims_of_others(self.id, now)
-        if lost:
-            logger.warning("scheduler %s freed %d job(s) held by a scheduler that stopped", self.id, lost)
-        jobruns.ensure_states(jobs.JOBS)
-        for job in jobs.JOBS.values():
-            self._schedule(job, now)
 
     def _schedule(self, job: jobs.Job, now: datetime) -> None:
         """Continue the job's schedule from its last fire time in the database (any scheduler's), so that the runs
@@ -153,8 +159,8 @@ class Scheduler(runtime.ServiceThread):
             replace_existing=True,
         )
 
-    def _stand_by(self) -> None:
-        logger.warning("scheduler %s lost the lock: it stands by", self.id)
+    def _stand_by(self, reason: str = "lost the lock") -> None:
+        logger.warning("scheduler %s %s: it stands by", self.id, reason)
         self.is_leader = False
         self.aps.remove_all_jobs()
         self._published.clear()

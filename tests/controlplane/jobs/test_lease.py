@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 
 from controlplane import jobs
 from controlplane.choices import JobOutcome
@@ -95,3 +96,19 @@ def test_stopping_the_leader_releases_the_lock(clock):
     assert lease.holder(clock()) is None
     assert SchedulerLease.objects.get().owner == ""
     assert JobState.objects.exclude(next_run_at=None).count() == 0
+
+
+def test_a_leader_that_cannot_reach_the_database_stops_acting_before_its_lease_expires(clock, monkeypatch):
+    scheduler = Scheduler(clock=clock, lease_s=LEASE, renew_s=5)
+    scheduler.step()
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(lease, "acquire", unreachable)
+    clock.advance(20)
+    scheduler.step()
+    assert scheduler.is_leader, "20 s into a 30 s lease nobody else can have it"
+    clock.advance(5)
+    scheduler.step()
+    assert not scheduler.is_leader and scheduler.aps.get_jobs() == [], "one renewal before expiry it steps down"
