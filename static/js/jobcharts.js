@@ -14,9 +14,16 @@
     return Math.round(n) + " B";
   }
 
+  function formatSeconds(v) {
+    if (v === null || v === undefined) return "";
+    if (v < 1e-3) return Math.round(v * 1e6) + " µs";
+    if (v < 1) return +(v * 1e3).toFixed(1) + " ms";
+    return +v.toFixed(2) + " s";
+  }
+
   function formatter(unit) {
     if (unit === "bytes") return (u, values) => values.map(formatBytes);
-    if (unit === "s") return (u, values) => values.map((v) => (v === null ? "" : v.toPrecision(3) + " s"));
+    if (unit === "s") return (u, values) => values.map(formatSeconds);
     return (u, values) => values.map((v) => (v === null ? "" : String(v)));
   }
 
@@ -26,7 +33,7 @@
       width: Math.max(element.clientWidth, 320),
       height: 220,
       series: [{}].concat(series),
-      axes: [{}, { values: formatter(unit), size: 70 }],
+      axes: [{}, { values: formatter(unit), size: 80 }],
     };
   }
 
