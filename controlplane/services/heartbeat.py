@@ -108,7 +108,7 @@ class HeartbeatWatcher:
         if health.stale and settling:
             return health
         if health.state != self.last_state:
-            title = "Scheduled jobs are not running" if health.stale else "Scheduled jobs run again"
+            title = "Scheduled jobs are not running" if health.stale else "Scheduled jobs are running"
             signal("scheduler_heartbeat", None, "scheduler", health.stale, title, health.message, health.as_dict())
             self.last_state = health.state
         return health
