@@ -17,7 +17,7 @@ from django.utils import timezone
 from controlplane.choices import SchedulerState
 from controlplane.models import SchedulerLease
 
-from .alert_signal import signal
+from .alert_signal import check_scheduler_heartbeat, signal
 from .lease import LOCK
 
 __all__ = ["HeartbeatWatcher", "SchedulerHealth", "readiness", "scheduler_health"]
@@ -30,6 +30,7 @@ class SchedulerHealth:
     loop_age_s: float | None = None
     jobs_age_s: float | None = None
     threshold_s: float = 0.0
+    last_beat_at: datetime | None = None  # the older of the two signs of life
 
     @property
     def stale(self) -> bool:
@@ -59,13 +60,9 @@ class SchedulerHealth:
             "loop_age_s": self.loop_age_s,
             "jobs_age_s": self.jobs_age_s,
             "threshold_s": self.threshold_s,
+            "last_beat_at": self.last_beat_at.isoformat() if self.last_beat_at else None,
             "message": self.message,
         }
-
-
-def _age(now: datetime, *moments: datetime | None) -> float | None:
-    known = [m for m in moments if m is not None]
-    return round((now - max(known)).total_seconds(), 3) if known else None
 
 
 def scheduler_health(now: datetime | None = None) -> SchedulerHealth:
@@ -74,16 +71,17 @@ def scheduler_health(now: datetime | None = None) -> SchedulerHealth:
     row = SchedulerLease.objects.filter(name=LOCK).first()
     if row is None or row.renewed_at is None:
         return SchedulerHealth(SchedulerState.NEVER_RAN, threshold_s=threshold)
-    loop_age = _age(now, row.renewed_at)
     # A new leader has the threshold from taking the lock to prove its jobs run.
-    jobs_age = _age(now, row.jobs_heartbeat_at, row.acquired_at)
+    jobs_beat = max((m for m in (row.jobs_heartbeat_at, row.acquired_at) if m is not None), default=row.renewed_at)
+    loop_age = round((now - row.renewed_at).total_seconds(), 3)
+    jobs_age = round((now - jobs_beat).total_seconds(), 3)
     if loop_age > threshold:
         state = SchedulerState.STOPPED
-    elif jobs_age is not None and jobs_age > threshold:
+    elif jobs_age > threshold:
         state = SchedulerState.STUCK
     else:
         state = SchedulerState.RUNNING
-    return SchedulerHealth(state, row.owner, loop_age, jobs_age, threshold)
+    return SchedulerHealth(state, row.owner, loop_age, jobs_age, threshold, min(row.renewed_at, jobs_beat))
 
 
 def readiness() -> dict:
@@ -93,8 +91,9 @@ def readiness() -> dict:
 
 
 class HeartbeatWatcher:
-    """Raises and clears the ``scheduler_heartbeat`` alert. It signals on a change of state and on its first
-    verdict (so a restarted process restates the truth; the alerts deduplicate across processes). For its first
+    """Raises and clears the ``scheduler_heartbeat`` alert. When the alerts offer ``check_scheduler_heartbeat`` it
+    hands them the last sign of life at every check (their rule decides, deduplicates and delivers); otherwise it
+    signals on a change of state and on its first verdict, so a restarted process restates the truth. For its first
     SCHEDULER_STALE_AFTER_S it does not call a stale scheduler stale: a scheduler starting beside it gets that long."""
 
     def __init__(self, started_at: datetime | None = None) -> None:
@@ -106,6 +105,8 @@ class HeartbeatWatcher:
         health = scheduler_health(now)
         settling = (now - self.started_at).total_seconds() < health.threshold_s
         if health.stale and settling:
+            return health
+        if check_scheduler_heartbeat(health.last_beat_at, now) is not None:
             return health
         if health.state != self.last_state:
             title = "Scheduled jobs are not running" if health.stale else "Scheduled jobs are running"

@@ -125,3 +125,18 @@ def test_a_failing_alerts_module_never_breaks_the_caller(signals, monkeypatch, c
     assert "smtp down" in caplog.text
     watcher = heartbeat.HeartbeatWatcher(started_at=clock() - timedelta(hours=1))
     assert watcher.check(clock()).state == SchedulerState.NEVER_RAN
+
+
+def test_when_the_alerts_have_a_watchdog_entry_every_check_hands_them_the_last_sign_of_life(clock, signals):
+    checks = []
+    module = sys.modules[alert_signal.SERVICE]
+    module.check_scheduler_heartbeat = lambda last_beat_at, now=None, deliver=True: checks.append((last_beat_at, now))
+    watcher = HeartbeatWatcher(started_at=clock() - timedelta(hours=1))
+    beat(clock)
+    beaten_at = clock()
+    for _ in range(3):  # the loop keeps renewing; the heartbeat job has not run again
+        clock.advance(15)
+        lease.acquire("scheduler:a", clock(), 30)
+        watcher.check(clock())
+    assert checks == [(beaten_at, beaten_at + timedelta(seconds=15 * n)) for n in (1, 2, 3)]
+    assert signals == [], "the alerts' rule decides; nothing is signalled besides"
