@@ -5,8 +5,8 @@ The method, in the order the data goes through it (docs/statistics.md has the re
 1. **Blocks.** Samples are reduced to their median and minimum over ``block_s`` blocks (10 s), aligned on multiples
    of ``block_s`` since the epoch. The load series, when given, is reduced to medians the same way.
 2. **Load.** Memory explained by load (KV cache of active sessions, ...) is subtracted: ``memory - b * load``, with
-   ``b`` fixed by ``load_bytes_per_unit`` or fitted (Huber regression of block-to-block changes of memory on changes
-   of load, which is blind to any slow trend), and never below zero.
+   ``b`` fixed by ``load_bytes_per_unit`` (1.0 when the load is the KV-cache bytes) or fitted (Huber regression of
+   one-minute changes of memory on those of load, blind to any slow trend), and never below zero.
 3. **Floor.** The garbage-collection saw-tooth is removed by taking the minimum of the adjusted block minima over
    consecutive segments, each longer than one GC cycle: the floor that memory returns to after each collection. The
    segment length is ``segment_s``, or chosen from the cycle length seen in the data (the 90th percentile of the
@@ -30,7 +30,6 @@ including the load and the saw-tooth) reaches ``limit`` at that slope.
 from __future__ import annotations
 
 import math
-import warnings
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -284,8 +283,7 @@ class LeakDetector:
         drops = _drops(index, adjusted, cfg.drop_sigmas)
         segment = cfg.segment_s or _auto_segment(cfg, index, drops)
         floor_times, floors = _floors(index, times, adjusted, drops, round(segment / cfg.block_s))
-        pieces = _pieces(floor_times, floors, cfg.jump_sigmas, cfg.min_jump_bytes)
-        strict = _pieces(floor_times, floors, cfg.jump_sigmas, cfg.min_jump_bytes, ends=True)
+        pieces, strict = _pieces(floor_times, floors, cfg.jump_sigmas, cfg.min_jump_bytes)
         level = float(memory[times > now - segment].max())
         checks = []
         for w in cfg.windows_s:
@@ -339,13 +337,15 @@ class LeakDetector:
         )
 
     def _load_coefficient(self, index: np.ndarray, memory: np.ndarray, load: np.ndarray) -> float:
+        """Bytes per unit of load: fixed by the config, or the Huber slope of one-minute changes of the block medians
+        of memory on those of load (changes, so that a trend in memory does not leak into the coefficient)."""
         if np.all(np.isnan(load)):
             return 0.0
         if self.config.load_bytes_per_unit is not None:
             return self.config.load_bytes_per_unit
-        ok = ~np.isnan(load)
-        step = (np.diff(index) == 1) & ok[1:] & ok[:-1]
-        dm, dl = np.diff(memory)[step], np.diff(load)[step]
+        lag = max(1, round(60.0 / self.config.block_s))
+        ok = ~np.isnan(load[lag:]) & ~np.isnan(load[:-lag]) & (index[lag:] - index[:-lag] == lag)
+        dm, dl = (memory[lag:] - memory[:-lag])[ok], (load[lag:] - load[:-lag])[ok]
         if dm.size < 10 or not np.any(dl):
             return 0.0
         _, coef = huber_fit(np.column_stack([np.ones_like(dl), dl]), dm)
@@ -400,39 +400,47 @@ def _median3(y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _pieces(times: np.ndarray, floors: np.ndarray, sigmas: float, min_jump: float, ends: bool = False) -> np.ndarray:
-    """A piece label per floor: a new piece starts after each jump.
+def _row_medians(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median of the non-NaN values of each row (NaN when none), and their count; cheaper than ``np.nanmedian``."""
+    ordered = np.sort(rows, axis=1)  # NaNs last
+    count = np.count_nonzero(~np.isnan(rows), axis=1)
+    lo = np.take_along_axis(ordered, np.maximum(count - 1, 0)[:, None] // 2, axis=1)[:, 0]
+    hi = np.take_along_axis(ordered, (count // 2)[:, None], axis=1)[:, 0]
+    return np.where(count > 0, (lo + hi) / 2.0, np.nan), count
+
+
+def _pieces(times: np.ndarray, floors: np.ndarray, sigmas: float, min_jump: float) -> tuple[np.ndarray, np.ndarray]:
+    """Piece labels per floor (a new piece starts after each jump): as judged, and with the ends judged too.
 
     A jump is a change between consecutive (median-of-3) floors that lies outside the range the rates of change
     just before and just after it (medians of three) predict, by ``sigmas`` robust SDs and by more than half the
-    change, and is at least ``min_jump`` bytes:
-    a plateau has flat rates on both sides; the start of a leak has a steady rate after it and is not a jump. A
-    change with fewer than two rates after it is not judged yet, unless ``ends``: then it is judged against the
-    rates before it alone (for the reported slope, which must not take a fresh step for growth).
+    change, and is at least ``min_jump`` bytes: a plateau has flat rates on both sides; the start of a leak has a
+    steady rate after it and is not a jump. A change with fewer than two rates after it is not judged yet (first
+    labels); the second labels judge it against the rates before it alone, for the reported slope, which must not
+    take a fresh step for growth.
     """
     n = floors.size
     if n < 6:
-        return np.zeros(n, dtype=np.int64)
+        zeros = np.zeros(n, dtype=np.int64)
+        return zeros, zeros
     d = np.diff(_median3(floors))
     dt = np.diff(times)
-    rate = d / dt
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(rate, 3, constant_values=np.nan), 3)
-    before, after = windows[: d.size], windows[4 : 4 + d.size]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices at the ends
-        rb = np.nanmedian(before, axis=1)
-        ra = np.nanmedian(after, axis=1)
-        expected = np.nan_to_num(np.nanmedian(np.stack([rb, ra]), axis=0)) * dt
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(d / dt, 3, constant_values=np.nan), 3)
+    rb, count_before = _row_medians(windows[: d.size])
+    ra, count_after = _row_medians(windows[4 : 4 + d.size])
+    has_after = count_after >= 2
+    expected = np.where(np.isnan(rb), 0.0, rb)
+    expected = np.where(np.isnan(ra), expected, np.where(np.isnan(rb), ra, (rb + ra) / 2.0)) * dt
     _, sd = robust_scale(d - expected, floor=1.0)
-    has_before = np.count_nonzero(~np.isnan(before), axis=1) >= 2
-    has_after = np.count_nonzero(~np.isnan(after), axis=1) >= 2
-    known = has_before & (has_after | ends)
-    ra = np.where(has_after, ra, rb)
-    lo = np.fmin(rb, ra) * dt
-    hi = np.fmax(rb, ra) * dt
-    excess = np.abs(d - np.clip(d, lo, hi))
-    jump = known & (excess > sigmas * sd) & (excess > 0.5 * np.abs(d)) & (np.abs(d) >= min_jump)
-    return np.r_[0, np.cumsum(jump)]
+    labels = []
+    for ends in (False, True):
+        after = np.where(has_after, ra, rb)
+        lo, hi = np.fmin(rb, after) * dt, np.fmax(rb, after) * dt
+        excess = np.abs(d - np.clip(d, lo, hi))
+        known = (count_before >= 2) & (has_after | ends)
+        jump = known & (excess > sigmas * sd) & (excess > 0.5 * np.abs(d)) & (np.abs(d) >= min_jump)
+        labels.append(np.r_[0, np.cumsum(jump)])
+    return labels[0], labels[1]
 
 
 def _test_window(cfg: LeakConfig, times, floor_times, floors, pieces, now: float, window: float) -> WindowCheck | None:
@@ -541,8 +549,8 @@ def _validate(times, values, loads) -> tuple[np.ndarray, np.ndarray, np.ndarray 
     v = np.asarray(values, dtype=float)
     if t.ndim != 1 or v.shape != t.shape:
         raise ValueError(f"times and values must be 1-D and of equal length, got shapes {t.shape} and {v.shape}")
-    if t.size < 2:
-        raise ValueError(f"need at least 2 samples, got {t.size}")
+    if t.size < 3:
+        raise ValueError(f"need at least 3 samples, got {t.size}")
     for name, arr in (("times", t), ("values", v)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contain {np.count_nonzero(~np.isfinite(arr))} NaN or infinite value(s)")
