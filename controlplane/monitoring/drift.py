@@ -90,7 +90,7 @@ class ChangePointConfig:
     """"up" (latency grows: the usual alarm), "down", or "both"."""
     log: bool = True
     """Work on log(x): latencies are positive and spread multiplicatively."""
-    clip_sigma: float = 3.0
+    clip_sigma: float = 2.0
     """Standardised values are clipped to +-this, so that one straggler cannot raise an alarm. 1..20."""
     min_baseline: int = 100
     """A baseline shorter than this gives an inconclusive verdict. 10..1e6."""
