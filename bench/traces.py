@@ -16,6 +16,7 @@ Memory traces are sampled at 1 Hz and made of parts that a real worker shows:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -231,11 +232,18 @@ def output_lengths(
 def token_outputs(
     rng: np.random.Generator, lengths: np.ndarray, *, vocab: int = 32_000, zipf: float = 1.3, repeat: float = 0.1
 ) -> list[np.ndarray]:
-    """Token ids for outputs of the given lengths: Zipf-distributed ids, each token repeating the last with ``repeat``."""
+    """Token ids for outputs of the given lengths: ids from a Zipf law over the vocabulary (id 0 the most frequent),
+    each token repeating the one before it with probability ``repeat``."""
     total = int(np.sum(lengths))
-    ids = np.minimum(rng.zipf(zipf, total), vocab) - 1
+    ids = np.searchsorted(_zipf_cdf(vocab, zipf), rng.random(total), side="right")
     again = rng.random(total) < repeat
     again[np.cumsum(lengths)[:-1] if len(lengths) else []] = False
     idx = np.where(again, 0, np.arange(total))
     ids = ids[np.maximum.accumulate(idx)]
     return np.split(ids, np.cumsum(lengths)[:-1])
+
+
+@lru_cache(maxsize=8)
+def _zipf_cdf(vocab: int, exponent: float) -> np.ndarray:
+    weights = 1.0 / np.arange(1, vocab + 1) ** exponent
+    return np.cumsum(weights) / weights.sum()

@@ -44,6 +44,7 @@ __all__ = [
     "output_statistics",
     "perplexity",
     "quality_check",
+    "standardised",
 ]
 
 
@@ -279,6 +280,21 @@ class ChangePointDetector:
         verdict = Verdict.DRIFT if self._alarm is not None else Verdict.OK
         stat = max(self._up, self._down)
         return ChangePointState(verdict, stat, self._h, self._n, self._alarm, self._change)
+
+
+def standardised(
+    baseline: Sequence[float] | np.ndarray,
+    series: Sequence[float] | np.ndarray,
+    config: ChangePointConfig | None = None,
+) -> np.ndarray:
+    """The values the CUSUM adds up: ``series`` logged (by default), centred and scaled by the baseline's median and
+    MAD-SD, clipped to +-``clip_sigma``, and shifted and scaled so that the clipped baseline has mean 0 and SD 1
+    (useful to chart, and for comparing other detectors on the same footing)."""
+    cfg = config or ChangePointConfig()
+    base = _array("baseline", baseline, positive=cfg.log)
+    if base.size < 2:
+        raise ValueError(f"baseline needs at least 2 values, got {base.size}")
+    return _Standardiser.fit(base, cfg)(_array("series", series, positive=cfg.log))
 
 
 def _cusum(u: np.ndarray, k: float) -> tuple[np.ndarray, np.ndarray]:

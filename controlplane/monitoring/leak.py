@@ -2,29 +2,31 @@
 
 The method, in the order the data goes through it (docs/statistics.md has the reasons and the calibration):
 
-1. **Blocks.** Samples are reduced to their median and minimum over ``block_s`` blocks (10 s), aligned on multiples
-   of ``block_s`` since the epoch. The load series, when given, is reduced to medians the same way.
+1. **Blocks.** Samples are reduced per ``block_s`` block (10 s, aligned on multiples of ``block_s``) to their median
+   and minimum, and the load to its median and its value at the memory minimum.
 2. **Load.** Memory explained by load (KV cache of active sessions, ...) is subtracted: ``memory - b * load``, with
    ``b`` fixed by ``load_bytes_per_unit`` (1.0 when the load is the KV-cache bytes) or fitted (Huber regression of
    one-minute changes of memory on those of load, blind to any slow trend), and never below zero.
-3. **Floor.** The garbage-collection saw-tooth is removed by taking the minimum of the adjusted block minima over
-   consecutive segments, each longer than one GC cycle: the floor that memory returns to after each collection. The
-   segment length is ``segment_s``, or chosen from the cycle length seen in the data (the 90th percentile of the
-   intervals between drops, times 1.5, within ``min_segment_s``..``max_segment_s``).
-4. **Trend.** Every ``eval_every_s``, for each window in ``windows_s``, the segment floors in the window get a
-   Mann-Kendall test (one-sided, for growth) and a Theil-Sen slope with its confidence interval. A window is *rising*
-   when the test is significant at ``alpha``, the slope and the growth over the window reach ``min_slope_bytes_per_s``
-   and ``min_growth_bytes``, and the last third of the window still grows at least ``min_recent_fraction`` of the
-   window's slope (a leak that stopped is not a leak any more). Jumps between consecutive floors (allocator steps
-   and releases: ``jump_sigmas`` robust SDs and ``min_jump_bytes`` away from the usual change) split the floors into
-   pieces, and both statistics use only pairs within a piece (a stratified Mann-Kendall test and Theil-Sen slope):
-   memory that jumps up once and stays flat is not growth.
+3. **Floors.** The garbage-collection saw-tooth is removed by keeping only the floor memory returns to: the data is
+   cut into pieces at each GC drop (a fall between blocks of ``drop_sigmas`` robust SDs) and at least every segment
+   (``segment_s``, or 1.5 x the 90th percentile of the intervals between drops when there is a saw-tooth, within
+   ``min_segment_s``..``max_segment_s``), and each piece gives one floor: its lowest adjusted block minimum.
+4. **Trend.** Every ``eval_every_s``, for each window in ``windows_s``, the floors in the window get a one-sided
+   Mann-Kendall test for growth and a Theil-Sen slope with Sen's confidence interval. Jumps between consecutive
+   floors (allocator steps up and releases: changes outside what the rates of change just before and after them
+   predict, by ``jump_sigmas`` robust SDs and by ``min_jump_bytes``) split the floors into runs, and both statistics
+   use only pairs within a run (stratified): memory that jumps up once and stays flat is not growth. A window is
+   *rising* when the test is significant at ``alpha``, the slope reaches ``min_slope_bytes_per_s``, the growth over
+   the window reaches ``min_growth_bytes`` (scaled up as sqrt(window / 30 min) beyond 30 minutes, the way a random
+   wander grows), and the last third of the window still grows at ``min_recent_fraction`` of the window's slope (a
+   leak that stopped is not a leak any more).
 5. **Confirmation.** A window becomes a *leak* after ``confirmations`` consecutive rising checks, and stops being one
    after as many consecutive checks without growth. ``suspect`` means rising but not yet confirmed.
 
-The state is ``leak`` if any window is a leak, else ``suspect`` if any is rising, else ``ok``. The status reports
-the slope of the shortest window that carries the state, and the projected time until memory (its recent peak,
-including the load and the saw-tooth) reaches ``limit`` at that slope.
+The state is ``leak`` if any window is a leak, else ``suspect`` if any is rising, else ``ok``. The reported slope is
+the Theil-Sen slope of the floors since the growth began (the knee of a hinge fit in the window that carries the
+state), and the time to OOM is how long memory's recent peak (load and saw-tooth included) takes to reach ``limit``
+at that slope.
 """
 
 from __future__ import annotations
@@ -59,20 +61,21 @@ class LeakConfig:
     """Parameters of the leak detector. Defaults were calibrated on bench/traces.py (see docs/statistics.md)."""
 
     block_s: float = 10.0
-    """Samples are reduced to medians over blocks this long (s). 1..300."""
+    """Samples are reduced to a median and a minimum per block this long (s). 1..300."""
     eval_every_s: float = 60.0
     """The trend test runs once per this many seconds; a multiple of ``block_s``. ``block_s``..3600."""
     windows_s: tuple[float, ...] = (600.0, 1800.0, 3600.0)
     """Lengths of the sliding windows tested (s), shortest first: short ones catch fast leaks, long ones slow leaks.
     Each at least ``min_segments`` * ``min_segment_s``, at most 7 days."""
     segment_s: float | None = None
-    """Length of the floor segments (s); None: 1.5 x the longest usual GC cycle seen, within the two bounds below."""
+    """Longest piece that gives one floor (s); None: 1.5 x the longest usual GC cycle seen when there is a saw-tooth
+    (at least one drop per ``max_segment_s`` on average), within the two bounds below, else ``min_segment_s``."""
     min_segment_s: float = 30.0
     """Shortest automatic segment (s). ``block_s``..``max_segment_s``."""
     max_segment_s: float = 300.0
     """Longest automatic segment (s): saw-tooth cycles longer than this are taken for trends. ..3600."""
     min_segments: int = 5
-    """A window is tested only when it holds at least this many segments. 3..1000."""
+    """A window is tested only when it holds at least this many floors (and as many pairs within runs). 3..1000."""
     min_coverage: float = 0.8
     """A window is tested only when blocks cover at least this share of it (gaps in the data). 0.1..1."""
     alpha: float = 0.01
@@ -88,7 +91,7 @@ class LeakConfig:
     """... and only if it is at least this large (bytes). >= 0."""
     min_recent_fraction: float = 0.25
     """The last third of the window must grow at least this share of the window's slope. 0..1."""
-    confirmations: int = 3
+    confirmations: int = 2
     """Consecutive rising checks needed to declare a leak, and checks without growth to clear it. 1..100."""
     load_bytes_per_unit: float | None = None
     """Bytes of memory per unit of load; None: fitted from the data (needs load to vary). >= 0."""
@@ -144,7 +147,7 @@ class WindowCheck:
     """The trend test of one window at one check."""
 
     window_s: float
-    segments: int
+    floors: int
     slope_bytes_per_s: float
     slope_low: float
     slope_high: float
@@ -159,11 +162,13 @@ class WindowCheck:
 
 @dataclass(frozen=True)
 class LeakStatus:
-    """The detector's verdict at time ``time`` (the end of the last check)."""
+    """The detector's verdict after its last check."""
 
     state: LeakState
     reason: str
+    """One line for a person: what grew, how fast, over which window, or why it is not a leak."""
     time: float | None = None
+    """When the last check ran (the end of its last block), on the clock of the input times."""
     ready: bool = False
     """False until the shortest window holds enough data to be tested."""
     slope_bytes_per_s: float = 0.0
@@ -171,12 +176,13 @@ class LeakStatus:
     """Sen's 95% confidence interval of the slope."""
     p_value: float = 1.0
     confirmations: int = 0
-    """Consecutive rising checks of the reporting window (capped at the config's ``confirmations`` once a leak)."""
+    """Consecutive rising checks of the window that carries the state (0 when it did not rise at the last check)."""
     window_s: float | None = None
     """The window whose test carries the state (the shortest leak, else the shortest rising one)."""
     onset_time: float | None = None
     """When the growth began, if inside that window (the knee of a hinge fit); the slope is measured from there."""
     segment_s: float | None = None
+    """The longest piece per floor in use (see ``LeakConfig.segment_s``)."""
     level_bytes: float | None = None
     """Recent peak of memory (max of block medians over the last segment)."""
     limit_bytes: float | None = None
@@ -186,7 +192,9 @@ class LeakStatus:
     time_to_oom_range_s: tuple[float | None, float | None] = (None, None)
     """The same at the upper and lower ends of the slope's interval (None: no end, the slope may be zero)."""
     load_bytes_per_unit: float = 0.0
+    """The load coefficient used (0: no load series)."""
     windows: tuple[WindowCheck, ...] = field(default=(), repr=False)
+    """The test of each window at the last check (windows without enough data are left out)."""
 
     @property
     def slope_bytes_per_min(self) -> float:
@@ -469,7 +477,7 @@ def _test_window(cfg: LeakConfig, times, floor_times, floors, pieces, now: float
         failures.append(f"the last third grows {recent * 60 / MB:.2f} MB/min only (stopped)")
     return WindowCheck(
         window_s=window,
-        segments=int(y.size),
+        floors=int(y.size),
         slope_bytes_per_s=ts.slope,
         slope_low=ts.low,
         slope_high=ts.high,
