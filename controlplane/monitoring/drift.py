@@ -147,18 +147,19 @@ def cusum_threshold(arl0: float, k: float) -> float:
 
 @dataclass(frozen=True)
 class SampleSummary:
-    """A compact description of a sample of latencies (seconds) or any positive values."""
+    """A compact description of a sample of latencies (seconds) or any positive values (None when empty, so that
+    it stores as JSON)."""
 
     n: int
-    median: float
-    p90: float
-    p99: float
-    mean: float
+    median: float | None
+    p90: float | None
+    p99: float | None
+    mean: float | None
 
     @classmethod
     def of(cls, values: np.ndarray) -> SampleSummary:
         if values.size == 0:
-            return cls(0, math.nan, math.nan, math.nan, math.nan)
+            return cls(0, None, None, None, None)
         p50, p90, p99 = np.percentile(values, [50, 90, 99])
         return cls(int(values.size), float(p50), float(p90), float(p99), float(np.mean(values)))
 
@@ -637,9 +638,10 @@ class QualityConfig:
 @dataclass(frozen=True)
 class QualityResult:
     verdict: Verdict
-    agreement: float
+    agreement: float | None
+    """Mean agreement of the run's outputs with the references, 0..1 (None without items)."""
     baseline_agreement: float
-    agreement_drop: float
+    agreement_drop: float | None
     perplexity: float | None
     baseline_perplexity: float | None
     perplexity_ratio: float | None
@@ -702,13 +704,13 @@ def quality_check(
         if value is not None and not (math.isfinite(value) and value >= 1.0):
             raise ValueError(f"{name} must be a finite number >= 1, got {value!r}")
     scores = tuple(agreement(o, r, cfg.method, cfg.prefix_tokens) for o, r in zip(outputs, references, strict=True))
-    mean = float(np.mean(scores)) if scores else math.nan
+    mean = float(np.mean(scores)) if scores else None
     ratio = perplexity / baseline_perplexity if perplexity is not None and baseline_perplexity is not None else None
     worst = tuple(int(i) for i in np.argsort(scores, kind="stable")[:5]) if scores else ()
     common = dict(
         agreement=mean,
         baseline_agreement=baseline_agreement,
-        agreement_drop=baseline_agreement - mean if scores else math.nan,
+        agreement_drop=baseline_agreement - mean if mean is not None else None,
         perplexity=perplexity,
         baseline_perplexity=baseline_perplexity,
         perplexity_ratio=ratio,

@@ -1,6 +1,7 @@
 """Behaviour of the leak detector on seeded synthetic traces (bench/traces.py)."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -90,6 +91,7 @@ def test_the_status_converts_to_plain_values():
     status = analyse(trace.times, trace.values, limit=trace.limit)
     plain = status.as_dict()
     assert plain["state"] == "leak" and isinstance(plain["windows"], list)
+    assert json.dumps(plain, allow_nan=False)
     assert plain["slope_bytes_per_min"] == pytest.approx(status.slope_bytes_per_s * 60)
 
 
