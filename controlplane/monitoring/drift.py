@@ -13,7 +13,7 @@ methods, how the thresholds were calibrated and the measured figures (bench/benc
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
 from enum import StrEnum
@@ -406,9 +406,10 @@ class DistributionConfig:
     """Histogram bins (at the reference's quantiles) for the summary and for PSI. 2..100."""
     min_samples: int = 50
     """Fewer outputs than this in either window gives an inconclusive verdict. 5..1e6."""
-    permutations: int = 0
-    """PSI only: 0 uses the chi-square threshold (1/n + 1/m) * chi2(bins - 1); otherwise a permutation test with
-    this many shuffles. 0..100000."""
+    permutations: int = 1000
+    """PSI only: shuffles of the permutation test that calibrates its threshold; 0 uses the chi-square rule
+    (1/n + 1/m) * chi2(bins - 1) instead, which is faster but measured slightly liberal (6% at alpha 5%, n = 1,000).
+    0..100000."""
     seed: int = 0
     """Seed of the permutations (a check is reproducible)."""
 
@@ -497,20 +498,17 @@ def _psi(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def _psi_p_value(ref: np.ndarray, cur: np.ndarray, bins: int, observed: float, cfg: DistributionConfig) -> float:
-    if not cfg.permutations:
-        inner = _edges(ref, bins)
-        scale = 1.0 / ref.size + 1.0 / cur.size
-        return float(stats.chi2.sf(observed / scale, max(inner.size, 1)))
+def _psi_null(ref: np.ndarray, cur: np.ndarray, cfg: DistributionConfig) -> np.ndarray:
+    """PSI of ``cfg.permutations`` random splits of the pooled sample (the bins re-cut on each split's reference)."""
     rng = np.random.default_rng(cfg.seed)
     pooled = np.concatenate([ref, cur])
-    hits = 0
-    for _ in range(cfg.permutations):
+    null = np.empty(cfg.permutations)
+    for i in range(cfg.permutations):
         perm = rng.permutation(pooled)
         r, c = perm[: ref.size], perm[ref.size :]
-        inner = _edges(r, bins)
-        hits += _psi(_shares(r, inner), _shares(c, inner)) >= observed
-    return (hits + 1) / (cfg.permutations + 1)
+        inner = _edges(r, cfg.bins)
+        null[i] = _psi(_shares(r, inner), _shares(c, inner))
+    return null
 
 
 def _histogram(values: np.ndarray, inner: np.ndarray) -> Histogram:
@@ -524,11 +522,31 @@ def _histogram(values: np.ndarray, inner: np.ndarray) -> Histogram:
     )
 
 
-def _test_one(name: str, ref: np.ndarray, cur: np.ndarray, cfg: DistributionConfig) -> tuple[dict, float]:
+def _test_one(name: str, ref: np.ndarray, cur: np.ndarray, cfg: DistributionConfig) -> tuple[dict, Callable]:
+    """The test of one statistic, and a function giving its rejection threshold at a level."""
     inner = _edges(ref, cfg.bins)
     psi = _psi(_shares(ref, inner), _shares(cur, inner))
     ks = stats.ks_2samp(ref, cur)
-    p = float(ks.pvalue) if cfg.method == "ks" else _psi_p_value(ref, cur, cfg.bins, psi, cfg)
+    scale = 1.0 / ref.size + 1.0 / cur.size
+    if cfg.method == "ks":
+        p = float(ks.pvalue)
+
+        def threshold(level: float) -> float:  # the asymptotic critical D
+            return math.sqrt(-math.log(level / 2.0) / 2.0) * math.sqrt(scale)
+
+    elif cfg.permutations:
+        null = _psi_null(ref, cur, cfg)
+        p = float((np.count_nonzero(null >= psi) + 1) / (null.size + 1))
+
+        def threshold(level: float) -> float:  # the permutation quantile
+            return float(np.quantile(null, 1.0 - level))
+
+    else:
+        p = float(stats.chi2.sf(psi / scale, max(inner.size, 1)))
+
+        def threshold(level: float) -> float:  # (1/n + 1/m) * chi-square(bins - 1) quantile
+            return float(scale * stats.chi2.isf(level, max(inner.size, 1)))
+
     parts = dict(
         name=name,
         method=cfg.method,
@@ -539,13 +557,7 @@ def _test_one(name: str, ref: np.ndarray, cur: np.ndarray, cfg: DistributionConf
         reference=_histogram(ref, inner),
         current=_histogram(cur, inner),
     )
-    return parts, inner.size + 1
-
-
-def _threshold(method: str, level: float, n: int, m: int, bins: int) -> float:
-    if method == "ks":
-        return float(math.sqrt(-math.log(level / 2.0) / 2.0) * math.sqrt((n + m) / (n * m)))
-    return float((1.0 / n + 1.0 / m) * stats.chi2.isf(level, max(bins - 1, 1)))
+    return parts, threshold
 
 
 def compare_outputs(
@@ -575,14 +587,9 @@ def compare_outputs(
         if still:
             rejected.add(i)
     tests = []
-    for i, (p, bins) in enumerate(parts):
-        n, m = samples[p["name"]][0].size, samples[p["name"]][1].size
+    for i, (p, threshold) in enumerate(parts):
         verdict = Verdict.DRIFT if i in rejected else Verdict.OK
-        tests.append(
-            StatisticTest(
-                threshold=_threshold(cfg.method, levels[i], n, m, bins), alpha=levels[i], verdict=verdict, **p
-            )
-        )
+        tests.append(StatisticTest(threshold=threshold(levels[i]), alpha=levels[i], verdict=verdict, **p))
     fired = [t for t in tests if t.verdict == Verdict.DRIFT]
     if fired:
         what = "; ".join(

@@ -158,10 +158,14 @@ def test_shifted_lengths_fail_and_the_summary_shows_why(method):
     assert "length" in result.reason and json.dumps(result.as_dict(), allow_nan=False)
 
 
-def test_the_psi_permutation_test_agrees_with_the_chi_square_rule():
-    config = DistributionConfig(method="psi", permutations=200)
-    assert compare_outputs(outputs(3, 300), outputs(4, 300), config).verdict == Verdict.OK
-    assert compare_outputs(outputs(3, 300), outputs(4, 300, scale=1.5), config).verdict == Verdict.DRIFT
+@pytest.mark.parametrize("permutations", [0, 200])
+def test_psi_is_calibrated_by_permutation_or_by_the_chi_square_rule(permutations):
+    config = DistributionConfig(method="psi", permutations=permutations)
+    same = compare_outputs(outputs(3, 300), outputs(4, 300), config)
+    assert same.verdict == Verdict.OK and all(t.statistic <= t.threshold for t in same.tests)
+    moved = compare_outputs(outputs(3, 300), outputs(4, 300, scale=1.5), config)
+    length = next(t for t in moved.tests if t.name == "length")
+    assert moved.verdict == Verdict.DRIFT and length.statistic > length.threshold > 0
 
 
 def test_holm_levels_step_down():
