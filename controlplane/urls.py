@@ -6,7 +6,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from controlplane import health
-from controlplane.views import accounts, alerts, deployments, inventory, jobs, overview, registry, workers
+from controlplane.views import accounts, alerts, deployments, drift, inventory, jobs, overview, registry, workers
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -42,6 +42,9 @@ urlpatterns = [
     path("sessions/", workers.session_list, name="session-list"),
     path("sessions/<int:pk>/<str:session_id>/end/", workers.session_end, name="session-end"),
     path("usage/", workers.usage, name="usage"),
+    path("drift/", drift.drift_page, name="drift"),
+    path("drift/<int:pk>/", drift.drift_detail, name="drift-detail"),
+    path("drift/run/<int:pk>/", drift.drift_run, name="drift-run"),
     # alerts
     path("alerts/", alerts.alert_list, name="alert-list"),
     path("alerts/<int:pk>/", alerts.alert_detail, name="alert-detail"),

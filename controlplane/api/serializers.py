@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.choices import RolloutStrategy
+from controlplane.choices import DriftKind, RolloutStrategy
 from controlplane.models import (
     GPU,
     ApiToken,
     AuditEvent,
     Deployment,
     DeploymentRevision,
+    DriftCheck,
     GoldenSet,
     ModelVersion,
     Node,
@@ -344,3 +345,38 @@ class GoldenSetSerializer(StrictMixin, serializers.ModelSerializer):
 
     def get_item_count(self, obj) -> int:
         return len(obj.items)
+
+
+class DriftCheckSerializer(serializers.ModelSerializer):
+    deployment_name = serializers.CharField(source="deployment.name", read_only=True)
+    model_version_label = serializers.StringRelatedField(source="model_version")
+
+    class Meta:
+        model = DriftCheck
+        fields = [
+            "id",
+            "deployment",
+            "deployment_name",
+            "kind",
+            "verdict",
+            "statistic",
+            "threshold",
+            "reason",
+            "revision",
+            "model_version",
+            "model_version_label",
+            "trigger",
+            "started_at",
+            "duration_s",
+            "data",
+        ]
+        read_only_fields = fields
+
+
+class DriftRunSerializer(StrictMixin, serializers.Serializer):
+    kinds = serializers.ListField(
+        child=serializers.ChoiceField(choices=DriftKind.choices),
+        required=False,
+        allow_empty=False,
+        help_text="Default: all kinds.",
+    )
