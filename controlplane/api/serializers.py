@@ -284,6 +284,19 @@ class RolloutSerializer(serializers.ModelSerializer):
     result_revision = serializers.IntegerField(source="result_revision.number", read_only=True, default=None)
     weight = serializers.IntegerField(read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    traffic = serializers.SerializerMethodField(help_text="Requests served since the rollout began, per version.")
+
+    def get_traffic(self, obj) -> dict:
+        from django.db.models import Count
+
+        from controlplane.models import InferenceRecord
+
+        until = obj.finished_at
+        rows = InferenceRecord.objects.filter(deployment_id=obj.deployment_id, at__gte=obj.created_at)
+        if until is not None:
+            rows = rows.filter(at__lte=until)
+        counts = dict(rows.values_list("variant").annotate(n=Count("id")))
+        return {"stable": counts.get("stable", 0), "canary": counts.get("canary", 0)}
 
     class Meta:
         model = Rollout
@@ -309,6 +322,7 @@ class RolloutSerializer(serializers.ModelSerializer):
             "failed_gate",
             "reason",
             "figures",
+            "traffic",
             "comment",
             "created_by",
             "created_at",
