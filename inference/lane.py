@@ -39,9 +39,11 @@ class Observer:
 
 @dataclass
 class Hooks:
-    """Test hooks: ``before_step`` runs inside an engine step that has work (e.g. to simulate a stuck kernel)."""
+    """Test hooks. ``before_step`` runs when a lane has work, before admission (block it to simulate a stuck step);
+    ``before_forward`` runs inside the step's error handling (raise from it to simulate a failing kernel)."""
 
     before_step: Callable[[], None] | None = None
+    before_forward: Callable[[], None] | None = None
 
 
 @dataclass
@@ -154,6 +156,8 @@ class Lane:
 
     def step(self, cfg: WorkerConfig) -> tuple[bool, float | None]:
         """Drop cancelled requests, admit waiting ones, prefill them, decode one token for the batch."""
+        if self.shared.hooks.before_step is not None and self.busy:
+            self.shared.hooks.before_step()
         with self.lock:
             cancelled = [s for s in self.waiting if s.cancelled]
             for seq in cancelled:
@@ -166,8 +170,8 @@ class Lane:
             return bool(cancelled), hold
         self.last_active = self.shared.clock()
         try:
-            if self.shared.hooks.before_step is not None:
-                self.shared.hooks.before_step()
+            if self.shared.hooks.before_forward is not None:
+                self.shared.hooks.before_forward()
             if admitted:
                 self._prefill(admitted)
             if self.runner.seqs:

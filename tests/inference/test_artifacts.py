@@ -12,7 +12,7 @@ import pytest
 
 from inference.artifacts import artifact_digest, count_parameters, read_model_config
 from inference.checkpoint import write_manifest
-from tests.inference.conftest import TINY
+from tests.inference.helpers import TINY
 
 
 def test_a_file_digest_is_the_sha256_of_its_bytes(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 from inference.checkpoint import load_checkpoint, save_checkpoint, write_manifest
 from inference.errors import CheckpointError
 from inference.models.moe import MoEModel
-from tests.inference.conftest import TINY
+from tests.inference.helpers import TINY
 
 
 @pytest.fixture
