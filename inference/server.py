@@ -48,18 +48,33 @@ def error_response(exc: WorkerError) -> JSONResponse:
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
+def _param(loc: tuple, body: Any) -> str | None:
+    """The dotted path of ``loc`` that exists in the body (drops pydantic's union-member tags like ``str``)."""
+    parts, node = [], body
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node:
+            parts.append(part)  # a missing key: name it, then stop
+            break
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+            node = node[part] if not isinstance(node, list) or part < len(node) else None
+            parts.append(str(part))
+        else:
+            break
+    return ".".join(parts) or None
+
+
 def _validation_error(exc: RequestValidationError) -> WorkerError:
     err = exc.errors()[0]
-    loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-    param = ".".join(loc) or None
-    if err.get("type") == "json_invalid":
+    kind = err.get("type")
+    param = _param(tuple(err.get("loc", ())), getattr(exc, "body", None))
+    if kind == "json_invalid":
         detail = err.get("ctx", {}).get("error", err.get("msg"))
         return _bad(f"the body is not valid JSON: {detail}", None, "invalid_json")
-    if err.get("type") == "extra_forbidden":
+    if kind == "extra_forbidden":
         return _bad(f"unrecognized request argument supplied: {param}", param, "unknown_parameter")
-    if err.get("type") == "missing":
+    if kind == "missing":
         return _bad(f"missing required parameter: {param}", param, "missing_required_parameter")
-    if not loc:
+    if param is None:
         return _bad(f"invalid request body: {err.get('msg')}", None, "invalid_body")
     return _bad(f"invalid value for {param}: {err.get('msg')} (got {err.get('input')!r})", param, "invalid_value")
 
