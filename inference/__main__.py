@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -44,12 +45,15 @@ def _build_parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", choices=PRECISIONS, action="append", help="repeatable (default: fp32)")
     g = sub.add_parser("golden", help="(re)write golden.jsonl of a checkpoint")
     g.add_argument("--model", default=str(DEMO_MODEL))
-    for name, text in (("info", "config, sha256 and parameter count (no torch)"), ("verify", "check sha256 and shapes")):
+    for name, text in (
+        ("info", "config, sha256 and parameter count (no torch)"),
+        ("verify", "check sha256 and shapes"),
+    ):
         sub.add_parser(name, help=text).add_argument("path", nargs="?", default=str(DEMO_MODEL))
     return parser
 
 
-def _worker_config(args: argparse.Namespace):  # noqa: ANN202 - imports torch lazily
+def _worker_config(args: argparse.Namespace):
     from inference.config import WorkerConfig
 
     given = {
@@ -76,8 +80,15 @@ def serve(args: argparse.Namespace) -> int:
     engine = Engine(_worker_config(args))
     load = StartupLoad(args.model or str(DEMO_MODEL), args.precision, args.device, args.model_id)
     app = create_app(engine, token, api_key, load)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal; exit 0 after that clean shutdown.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)
     return 0
+
+
+def _exit_cleanly(_sig: int, _frame: object) -> None:
+    sys.exit(0)
 
 
 def train(args: argparse.Namespace) -> int:

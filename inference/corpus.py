@@ -8,6 +8,7 @@ path, so the split is deterministic for a given Python version (recorded with th
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import sys
 import sysconfig
@@ -33,7 +34,8 @@ def stdlib_root() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
-def stdlib_files(root: Path | None = None) -> list[tuple[str, Path]]:
+@functools.cache
+def stdlib_files(root: Path | None = None) -> tuple[tuple[str, Path], ...]:
     """(relative POSIX path, path) of the standard library's .py files, sorted, tests and vendored code excluded."""
     root = root or stdlib_root()
     out = []
@@ -41,7 +43,7 @@ def stdlib_files(root: Path | None = None) -> list[tuple[str, Path]]:
         rel = p.relative_to(root)
         if SKIP_DIRS.isdisjoint(rel.parts[:-1]):
             out.append((rel.as_posix(), p))
-    return sorted(out)
+    return tuple(sorted(out))
 
 
 def file_docstrings(path: Path) -> list[str]:

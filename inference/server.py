@@ -55,7 +55,7 @@ def _param(loc: tuple, body: Any) -> str | None:
         if isinstance(node, dict) and isinstance(part, str) and part not in node:
             parts.append(part)  # a missing key: name it, then stop
             break
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int)):
             node = node[part] if not isinstance(node, list) or part < len(node) else None
             parts.append(str(part))
         else:

@@ -29,7 +29,8 @@ def test_a_directory_digest_matches_a_hand_computation(tmp_path: Path) -> None:
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "x").write_bytes(b"ignored too")
     lines = "".join(
-        f"{hashlib.sha256(data).hexdigest()}  {rel}\n" for rel, data in sorted([("b.txt", b"bee"), ("sub/a.txt", b"ay")])
+        f"{hashlib.sha256(data).hexdigest()}  {rel}\n"
+        for rel, data in sorted([("b.txt", b"bee"), ("sub/a.txt", b"ay")])
     )
     assert artifact_digest(tmp_path) == hashlib.sha256(lines.encode()).hexdigest()
 
@@ -102,9 +103,16 @@ def test_read_model_config_reads_experts_of_a_mixtral_config(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "no config.json"), ("{not json", "not valid JSON"), ('{"hidden_size": 3}', "model_type"), ("[1]", "object")],
+    [
+        (None, "no config.json"),
+        ("{not json", "not valid JSON"),
+        ('{"hidden_size": 3}', "model_type"),
+        ("[1]", "object"),
+    ],
 )
-def test_read_model_config_rejects_missing_corrupt_or_unknown_configs(tmp_path: Path, content: str | None, message: str) -> None:
+def test_read_model_config_rejects_missing_corrupt_or_unknown_configs(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
     if content is not None:
         (tmp_path / "config.json").write_text(content)
     with pytest.raises(ValueError, match=message):

@@ -63,13 +63,13 @@ def test_a_wrong_sha_in_the_manifest_is_an_error(ckpt: Path) -> None:
 
 def test_a_missing_weights_file_is_an_error(ckpt: Path) -> None:
     (ckpt / "model.safetensors").unlink()
-    with pytest.raises(CheckpointError, match="listed in manifest.json but missing"):
+    with pytest.raises(CheckpointError, match=r"listed in manifest\.json but missing"):
         load_checkpoint(ckpt)
 
 
 def test_a_missing_manifest_is_an_error(ckpt: Path) -> None:
     (ckpt / "manifest.json").unlink()
-    with pytest.raises(CheckpointError, match="manifest.json is missing"):
+    with pytest.raises(CheckpointError, match=r"manifest\.json is missing"):
         load_checkpoint(ckpt)
 
 

@@ -36,7 +36,7 @@ def test_a_request_batched_with_others_gets_the_same_tokens_as_alone(engine: Eng
     alone = {p: generate(engine, p, max_tokens=16, temperature=0).output_ids for p in PROMPTS}
     sampled = generate(engine, PROMPTS[0], max_tokens=16, temperature=0.9, seed=5).output_ids
     with Stall(engine) as stall:
-        first_seq, _ = submit(engine, "warm", max_tokens=2)
+        submit(engine, "warm", max_tokens=2)
         assert stall.entered.wait(30)
         together = [submit(engine, p, max_tokens=16, temperature=0) for p in PROMPTS]
         seeded = submit(engine, PROMPTS[0], max_tokens=16, temperature=0.9, seed=5)
