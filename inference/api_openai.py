@@ -56,6 +56,7 @@ def _params(cfg: WorkerConfig, body: SamplingFields, max_tokens: int | None, nam
         stop=stops,
         presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty,
+        ignore_eos=body.ignore_eos,
     )
     return params, max_tokens is not None
 

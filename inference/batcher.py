@@ -1,9 +1,11 @@
 """Requests in flight (``Sequence``), the events they produce, and the admission policy of the running batch.
 
 Scheduling is iteration-level (Orca, vLLM): between two decode steps, finished sequences leave the batch and waiting
-ones join it, up to ``max_batch_size`` and within a prefill token budget per step. ``static`` mode only admits when
-the batch is empty (the classic static batching the benchmark compares against). ``max_wait_ms`` lets an idle
-engine hold a new batch open briefly for more arrivals; when the queue is empty there is nothing to wait for.
+ones join it, up to ``max_batch_size`` and within a prefill token budget per step. ``static`` mode is request-level
+batching, the baseline the benchmark compares against: a batch is admitted only when the previous one is done, and
+its rows stay in the batch until its longest request finishes (finished requests get their result at once).
+``max_wait_ms`` lets an idle engine hold a new batch open briefly for more arrivals; with an empty queue there is
+nothing to wait for.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class Sequence:
         self.transcript_suffix = ""
         self.finish_reason: str | None = None
         self.cancelled = False
+        self.reported = False
 
     @property
     def prefill_len(self) -> int:

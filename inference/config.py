@@ -130,7 +130,7 @@ class WorkerConfig:
         "continuous",
         None,
         None,
-        "continuous: requests join/leave the batch between steps; static: a new batch starts when the last ends.",
+        "continuous: requests join/leave the batch between steps; static: a batch runs until its longest request ends.",
         choices=SCHEDULING_MODES,
     )
     max_tokens_limit: int = knob(1024, 1, 1 << 20, "Largest max_tokens a request may ask for.")

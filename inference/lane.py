@@ -84,6 +84,7 @@ class Lane:
         self.waiting: deque[Sequence] = deque()
         self.scheduler = Scheduler(shared.clock)
         self.draining = False
+        self.static = False
         self.force = False
         self.retired = threading.Event()
         self.result: dict[str, Any] = {}
@@ -156,6 +157,7 @@ class Lane:
 
     def step(self, cfg: WorkerConfig) -> tuple[bool, float | None]:
         """Drop cancelled requests, admit waiting ones, prefill them, decode one token for the batch."""
+        self.static = cfg.scheduling == "static"
         if self.shared.hooks.before_step is not None and self.busy:
             self.shared.hooks.before_step()
         with self.lock:
@@ -207,7 +209,9 @@ class Lane:
 
     def _accept(self, seq: Sequence, token: int) -> None:
         seq.output_ids.append(token)
-        if token == self.runner.tokenizer.eos_id:
+        if seq.reported:
+            return  # a finished row kept in a static batch: computed, never shown
+        if token == self.runner.tokenizer.eos_id and not seq.params.ignore_eos:
             self._finish(seq, "stop", flush=False)
             return
         text, stopped = seq.stop.push(seq.detok.feed(token))
@@ -230,9 +234,21 @@ class Lane:
         seq.finish_reason = reason
 
     def _retire(self) -> None:
+        """Hand finished sequences their result. Continuous: their rows leave the batch now. Static: the rows stay
+        (and keep being computed, as in request-level batching) until every row of the batch has finished."""
         for seq in [s for s in self.runner.seqs if s.finished or s.cancelled]:
-            keep = seq.session is not None and not seq.cancelled
-            self._complete(seq, self.runner.remove(seq, export=keep))
+            keep = seq.session is not None and not seq.cancelled and not seq.reported
+            if self.static:
+                if not seq.reported:
+                    seq.reported = True
+                    self._complete(seq, self.runner.export(seq) if keep else None)
+                continue
+            snapshot = self.runner.remove(seq, export=keep)
+            if not seq.reported:
+                self._complete(seq, snapshot)
+        if self.static and self.runner.seqs and all(s.reported for s in self.runner.seqs):
+            for seq in list(self.runner.seqs):
+                self.runner.remove(seq)
 
     def _complete(self, seq: Sequence, snapshot: Any) -> None:
         if seq.cancelled and not seq.finished:
@@ -264,6 +280,7 @@ class Lane:
     def fail(self, exc: BaseException, extra: list[Sequence] = ()) -> int:
         """Fail every running sequence (and ``extra`` not yet in the batch); returns how many."""
         seqs = list(self.runner.seqs) + [s for s in extra if all(s is not r for r in self.runner.seqs)]
+        seqs = [s for s in seqs if not s.reported]
         self.runner.reset()
         for seq in seqs:
             if seq.session is not None:

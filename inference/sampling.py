@@ -23,6 +23,7 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    ignore_eos: bool = False
 
     def generator(self) -> torch.Generator | None:
         """A CPU generator seeded from ``seed`` (random seed when none); None for greedy decoding."""

@@ -36,6 +36,7 @@ class SamplingFields(Strict):
     n: Literal[1] = 1
     user: str | None = None
     session_id: str | None = None
+    ignore_eos: bool = False
 
 
 class CompletionRequest(SamplingFields):

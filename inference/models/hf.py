@@ -7,6 +7,7 @@ If the directory has no tokenizer files, the byte tokenizer is used (the model's
 
 from __future__ import annotations
 
+import copy
 import inspect
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,11 @@ class HFRunner(Runner):
         for s in self.seqs:
             s.kv_len += 1
         return torch.stack(rows)
+
+    def export(self, seq: RunnerSeq) -> Any:
+        """A copy of a running sequence's cache (the sequence stays in the batch)."""
+        row = next(i for i, s in enumerate(self.seqs) if s is seq)
+        return copy.deepcopy(self.caches[row])
 
     def remove(self, seq: RunnerSeq, export: bool = False) -> Any:
         """Take a sequence out; its cache object is handed over when ``export``."""

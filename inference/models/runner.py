@@ -134,6 +134,11 @@ class NativeRunner(Runner):
             s.kv_len += 1
         return logits
 
+    def export(self, seq: RunnerSeq) -> torch.Tensor | None:
+        """A compact copy of a running sequence's KV cache (the sequence stays in the batch)."""
+        row = next(i for i, s in enumerate(self.seqs) if s is seq)
+        return self.kv.export(row, seq.kv_len) if seq.kv_len else None
+
     def remove(self, seq: RunnerSeq, export: bool = False) -> torch.Tensor | None:
         """Take a sequence out of the batch; its KV cache is returned (a compact copy) when ``export``."""
         row = next(i for i, s in enumerate(self.seqs) if s is seq)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Let OpenMP threads sleep between torch ops (as `serve` does) so in-process HTTP servers are not starved.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from collections.abc import Callable, Iterator
 from pathlib import Path
 

@@ -107,3 +107,18 @@ def test_continuous_batching_lets_a_short_request_finish_before_a_long_one(make_
 def test_static_batching_makes_a_late_short_request_wait_for_the_long_one(make_engine) -> None:
     short_done, long_done = _short_arrives_during_long(make_engine(scheduling="static"))
     assert short_done > long_done
+
+
+def _decode_rows(engine: Engine, long_tokens: int) -> int:
+    with Stall(engine) as stall:
+        submit(engine, "long", max_tokens=long_tokens, temperature=0)
+        assert stall.entered.wait(30)
+        _, short = submit(engine, "short", max_tokens=3, temperature=0)
+    short.result()
+    wait_until(lambda: not engine.active_lane().runner.seqs, what="the batch to finish")
+    return engine.counters.to_dict(0)["batch_size_histogram"].get("2", 0)
+
+
+def test_static_batching_keeps_computing_finished_rows_until_the_batch_ends(make_engine) -> None:
+    assert _decode_rows(make_engine(scheduling="static"), 60) >= 59
+    assert _decode_rows(make_engine(scheduling="continuous"), 60) <= 3
