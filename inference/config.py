@@ -139,7 +139,10 @@ class WorkerConfig:
     session_sweep_interval_s: float = knob(5.0, 0.01, 3600.0, "How often the engine looks for expired sessions.")
     max_sessions: int = knob(4096, 1, 10_000_000, "Most sessions kept; least recently used idle ones are evicted.")
     max_session_kv_bytes: int = knob(
-        1 * GiB, 0, 1 << 44, "Cap on KV-cache bytes idle sessions hold together; LRU sessions are evicted past it."
+        1 * GiB,
+        0,
+        1 << 44,
+        "Cap on KV-cache bytes of idle sessions; past it the LRU ones drop their cache, not their transcript.",
     )
     stall_timeout_s: float = knob(30.0, 0.01, 86400.0, "An engine step running longer than this turns /health 503.")
     drain_timeout_s: float = knob(300.0, 0.0, 86400.0, "How long swap/unload wait for requests in flight to finish.")
@@ -158,6 +161,12 @@ class WorkerConfig:
             raise ConfigError(
                 "default_max_tokens",
                 f"default_max_tokens={self.default_max_tokens} exceeds max_tokens_limit={self.max_tokens_limit}",
+            )
+        if self.max_wait_ms >= self.stall_timeout_s * 1000:
+            raise ConfigError(
+                "max_wait_ms",
+                f"max_wait_ms={self.max_wait_ms} must be below stall_timeout_s={self.stall_timeout_s} (in ms), "
+                "or a held batch would look like a stalled engine",
             )
         if self.router_weights is not None:
             check_router_weights_shape(self.router_weights)

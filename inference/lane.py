@@ -18,7 +18,7 @@ from inference.config import WorkerConfig
 from inference.errors import InvalidRequest
 from inference.models.runner import Runner
 from inference.sampling import sample_batch
-from inference.sessions import SessionStore
+from inference.sessions import Session, SessionStore
 from inference.stats import EngineCounters
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class Lane:
             context = (session.transcript if session else "") + req.prompt
             ids = self.runner.tokenizer.encode(context)
             if len(ids) + params.max_tokens > limit:
-                ids, context, params = self._fit(ids, context, req, session is not None)
+                ids, context, params = self._fit(ids, context, req, session)
             seq = Sequence(ids, params, sink, self.key, self.shared.clock())
         except Exception:
             if session is not None:
@@ -127,16 +127,15 @@ class Lane:
                 seq.reuse_len = min(common_prefix(session.kv_tokens, ids), len(ids) - 1)
         return seq
 
-    def _fit(self, ids: list[int], context: str, req: GenerationRequest, in_session: bool) -> tuple:
+    def _fit(self, ids: list[int], context: str, req: GenerationRequest, session: Session | None) -> tuple:
+        """Make a too-long context fit: sessions drop their oldest tokens; single requests get a 400 (or, without
+        an explicit max_tokens, a smaller one)."""
         limit, params, tok = self.runner.max_seq_len, req.params, self.runner.tokenizer
-        if in_session:  # drop the oldest part of the conversation
+        if session is not None:
             keep = limit - params.max_tokens
             head = ids[:1] if tok.bos_id is not None and ids[:1] == [tok.bos_id] else []
             ids = head + ids[len(ids) - (keep - len(head)) :]
-            session = self.shared.sessions
-            session_obj = session._sessions.get(req.session_id or "")
-            if session_obj is not None:
-                session_obj.truncations += 1
+            session.truncations += 1
             return ids, tok.decode(ids), params
         if len(ids) >= limit:
             raise InvalidRequest(

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from inference.batcher import Failed, Finished
 from inference.bridge import generate
+from inference.config import WorkerConfig
 from inference.engine import Engine
 from inference.errors import CheckpointError, Conflict, NoModel
 from tests.inference.helpers import Stall, submit, wait_until
@@ -145,3 +146,17 @@ def test_perplexity_scores_every_token_plus_end_of_text(engine: Engine) -> None:
         count += len(ids) - 1
     assert out["tokens"] == count == len("hello world") + 1 + len("abc") + 1
     assert out["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-4)
+
+
+def test_an_idle_engine_is_healthy_however_long_it_waits(tiny_checkpoint: Path) -> None:
+    now = [1000.0]
+    engine = Engine(WorkerConfig(stall_timeout_s=1.0), clock=lambda: now[0]).start()
+    try:
+        engine.load(str(tiny_checkpoint), "fp32", "cpu")
+        now[0] += 3600
+        ok, body = engine.health()
+        assert ok and body["status"] == "ok" and body["last_progress_age_s"] >= 3600
+    finally:
+        engine.stop()
+    ok, body = engine.health()
+    assert not ok and body["reason"] == "the engine thread is not running"

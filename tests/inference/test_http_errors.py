@@ -179,6 +179,7 @@ def test_unsupported_load_options_are_400(shared_live, tiny_checkpoint, body: di
         ({"max_batch_size": "8"}, "max_batch_size", "must be an integer"),
         ({"scheduling": "fifo"}, "scheduling", "not one of"),
         ({"default_max_tokens": 2000}, "default_max_tokens", "exceeds max_tokens_limit=1024"),
+        ({"max_wait_ms": 5000, "stall_timeout_s": 2}, "max_wait_ms", "must be below stall_timeout_s=2"),
         ({"max_batch": 3, "zz": 1}, "max_batch", "unknown config field(s): max_batch, zz"),
     ],
 )
