@@ -11,6 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+from inference.config import WorkerConfig  # torch-free
+
 DEMO_MODEL = Path(__file__).resolve().parent / "demo" / "moe-demo-v1"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
@@ -54,9 +56,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _worker_config(args: argparse.Namespace):
-    from inference.config import WorkerConfig
-
+def _worker_config(args: argparse.Namespace) -> WorkerConfig:
     given = {
         "max_batch_size": args.max_batch_size,
         "max_wait_ms": args.max_wait_ms,
@@ -84,7 +84,12 @@ def serve(args: argparse.Namespace) -> int:
         token = secrets.token_urlsafe(32)
         print(f"control token (generated, shown once): {token}", flush=True)
     api_key = args.api_key or os.environ.get("WORKER_API_KEY") or None
-    engine = Engine(_worker_config(args))
+    try:
+        config = _worker_config(args)
+    except ValueError as exc:
+        print(f"invalid option: {exc}", file=sys.stderr)
+        return 2
+    engine = Engine(config)
     load = StartupLoad(args.model or str(DEMO_MODEL), args.precision, args.device, args.model_id)
     app = create_app(engine, token, api_key, load)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal; exit 0 after that clean shutdown.

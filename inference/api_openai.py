@@ -128,6 +128,17 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+class EventStream(StreamingResponse):
+    """A StreamingResponse that always closes its generator, so a client hanging up cancels the request at once
+    (Starlette stops iterating on disconnect but may leave the generator suspended until garbage collection)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[union-attr]
+
+
 def _sse(chunks: AsyncIterator[dict[str, Any]], fan: Fanin) -> StreamingResponse:
     async def body() -> AsyncIterator[str]:
         try:
@@ -139,7 +150,7 @@ def _sse(chunks: AsyncIterator[dict[str, Any]], fan: Fanin) -> StreamingResponse
             fan.cancel()
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return EventStream(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/models")

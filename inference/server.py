@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -190,7 +190,7 @@ def create_app(
     """The worker app; the engine is started on start-up (if needed) and stopped on shutdown."""
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         engine.start()
         if startup_load is not None:
             _start_load(engine, startup_load)

@@ -17,7 +17,7 @@ def _round_up(n: int, to: int) -> int:
 class SlotKV:
     """Per-layer key/value tensors indexed by slot and position."""
 
-    def __init__(self, n_layers: int, n_kv_heads: int, head_dim: int, dtype: torch.dtype, device: torch.device):
+    def __init__(self, n_layers: int, n_kv_heads: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> None:
         self.n_layers, self.n_kv_heads, self.head_dim = n_layers, n_kv_heads, head_dim
         self.dtype, self.device = dtype, device
         self.k: list[torch.Tensor] = []

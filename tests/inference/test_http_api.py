@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import httpx
 import openai
 import pytest
 
-from tests.inference.helpers import LiveServer, start_server, stop_server
+from tests.inference.helpers import LiveServer, start_server, stop_server, wait_until
 
 
 @pytest.fixture
@@ -138,3 +139,26 @@ def test_an_api_key_guards_v1_when_set(engine) -> None:
         assert httpx.get(server.url + "/health").status_code == 200
     finally:
         stop_server(server)
+
+
+def test_a_client_that_hangs_up_mid_stream_frees_its_batch_slot(live: LiveServer) -> None:
+    lane = live.engine.active_lane()
+    release, steps = threading.Event(), [0]
+
+    def hold_third_step() -> None:  # the engine may not finish the request before the hang-up is noticed
+        steps[0] += 1
+        if steps[0] == 3:
+            release.wait(60)
+
+    live.engine.hooks.before_forward = hold_third_step
+    body = {"model": "tiny-moe", "prompt": "Hi", "max_tokens": 120, "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", live.url + "/v1/completions", json=body, timeout=60) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data: {"):
+                break  # hang up after the first chunk
+    noticed = lambda: live.engine.counters.cancelled_total or any(s.cancelled for s in lane.runner.seqs)  # noqa: E731
+    wait_until(noticed, what="the server to notice the hang-up")
+    release.set()
+    wait_until(lambda: live.engine.counters.cancelled_total == 1, what="the request to be cancelled")
+    wait_until(lambda: not lane.runner.seqs, what="the batch slot to be freed")
+    assert live.engine.counters.generation_tokens_total <= 8

@@ -120,6 +120,9 @@ def test_no_model_loaded_is_503_and_loading_again_recovers(live: LiveServer, tin
     h = live.control_headers
     assert httpx.post(live.url + "/control/unload", headers=h, timeout=60).status_code == 200
     _assert_error(_post(live, "/v1/completions", OK), 503, None, "no model is loaded")
+    missing = _post(live, "/control/load", {"path": str(tiny_checkpoint) + "-missing"}, headers=h)
+    _assert_error(missing, 400, "path", "no such file or directory")
+    assert httpx.get(live.url + "/control/status", headers=h).json()["phase"] == "failed"
     resp = _post(live, "/control/load", {"path": str(tiny_checkpoint), "device": "cpu"}, headers=h)
     assert resp.status_code == 200, resp.text
     _still_serving(live)
