@@ -17,11 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from inference.batcher import GenerationRequest, Sequence, Sink
 from inference.config import ConfigError, WorkerConfig, check_router_weights
-from inference.errors import NoModel, Overloaded
+from inference.errors import NoModel, Overloaded, Unavailable
 from inference.lane import Hooks, Lane, Observer, Shared
 from inference.lifecycle import ModelLifecycle
 from inference.loading import LoadProgress
@@ -131,20 +132,29 @@ class Engine(ModelLifecycle):
                 hold = lane_hold if hold is None else min(hold, lane_hold)
         return self._retire_lanes() or did, hold
 
-    def call(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
-        """Run ``fn`` in the engine thread between two steps and return its result (or raise its exception)."""
+    def call(self, fn: Callable[[], Any], timeout: float = 60.0) -> Any:
+        """Run ``fn`` in the engine thread between two steps and return its result (or raise its exception).
+
+        If the engine does not get to it within ``timeout`` (a stuck step), it is withdrawn and a 503 raised."""
         if self._thread is None or not self._thread.is_alive() or threading.current_thread() is self._thread:
             return fn()
         fut: Future = Future()
         self._control.append((fn, fut))
         self._wake.set()
-        return fut.result(timeout)
+        try:
+            return fut.result(timeout)
+        except FutureTimeout:
+            if fut.cancel():
+                raise Unavailable(f"the engine did not respond within {timeout:.0f}s; nothing was changed") from None
+            return fut.result()
 
     def _run_control(self) -> bool:
         did = False
         while self._control:
             fn, fut = self._control.popleft()
             did = True
+            if not fut.set_running_or_notify_cancel():
+                continue
             try:
                 fut.set_result(fn())
             except BaseException as exc:

@@ -82,6 +82,14 @@ class NoModel(WorkerError):
     code = "model_not_loaded"
 
 
+class Unavailable(WorkerError):
+    """The engine cannot do it now (e.g. a stuck step); retry later (503)."""
+
+    status = 503
+    type = "server_error"
+    code = "engine_unavailable"
+
+
 class CheckpointError(InvalidRequest):
     """A checkpoint is missing, corrupt or does not match its config; names the file and what is wrong."""
 

@@ -160,3 +160,15 @@ def test_an_idle_engine_is_healthy_however_long_it_waits(tiny_checkpoint: Path) 
         engine.stop()
     ok, body = engine.health()
     assert not ok and body["reason"] == "the engine thread is not running"
+
+
+def test_a_control_call_to_a_stuck_engine_times_out_without_applying(engine: Engine) -> None:
+    from inference.errors import Unavailable
+
+    with Stall(engine) as stall:
+        submit(engine, "a", max_tokens=2)
+        assert stall.entered.wait(30)
+        with pytest.raises(Unavailable, match="nothing was changed"):
+            engine.call(lambda: engine.update_config({"max_batch_size": 3}), timeout=0.2)
+    assert generate(engine, "b", max_tokens=2).finish_reason == "length"
+    assert engine.config.max_batch_size == 32
