@@ -23,6 +23,12 @@ def expert_shares(counts: torch.Tensor | None) -> dict[str, Any] | None:
     }
 
 
+def _largest_sessions(engine: Engine, n: int) -> dict[str, int]:
+    """KV-cache bytes of the ``n`` sessions holding the most (``/control/sessions`` lists every session)."""
+    sessions = sorted(engine.sessions.list(), key=lambda s: s["kv_cache_bytes"], reverse=True)[:n]
+    return {s["id"]: s["kv_cache_bytes"] for s in sessions}
+
+
 def engine_stats(engine: Engine) -> dict[str, Any]:
     """Everything an operator looks at: memory, queue, throughput, sessions, experts, model and config."""
     now = engine.clock()
@@ -38,7 +44,7 @@ def engine_stats(engine: Engine) -> dict[str, Any]:
         "kv_cache_bytes": kv_pool + session_counters["session_kv_bytes"],
         "kv_pool_bytes": kv_pool,
         **session_counters,
-        "session_kv_bytes_each": {s["id"]: s["kv_cache_bytes"] for s in engine.sessions.list()},
+        "session_kv_bytes_each": _largest_sessions(engine, 100),
         "queue_depth": engine.queue_depth(),
         "running": sum(len(x.runner.seqs) for x in lanes),
         **engine.counters.to_dict(now),

@@ -33,7 +33,7 @@ def _transformers() -> Any:
 def load_tokenizer(path: Path, vocab_size: int) -> Tokenizer:
     """The checkpoint's own tokenizer, or the byte tokenizer when it ships none."""
     if any((path / name).is_file() for name in TOKENIZER_FILES):
-        tok = _transformers().AutoTokenizer.from_pretrained(str(path))
+        tok = _transformers().AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         return HFTokenizer(tok, vocab_size)
     if vocab_size < ByteTokenizer.vocab_size:
         raise CheckpointError(str(path), f"no tokenizer files and vocab_size={vocab_size} is too small for bytes")
@@ -43,8 +43,10 @@ def load_tokenizer(path: Path, vocab_size: int) -> Tokenizer:
 def load_hf_model(path: Path, dtype: torch.dtype) -> torch.nn.Module:
     """``AutoModelForCausalLM.from_pretrained`` on local files only (nothing is downloaded)."""
     tf = _transformers()
+    major, minor = (int(p) for p in tf.__version__.split(".")[:2])
+    dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in transformers 4.56
     try:
-        model = tf.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        model = tf.AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, **{dtype_kw: dtype})
     except Exception as exc:  # transformers raises many types for bad checkpoints
         raise CheckpointError(str(path), f"cannot load Hugging Face model ({exc})") from exc
     return model.eval()
