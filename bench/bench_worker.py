@@ -81,8 +81,8 @@ def bench_throughput(quick: bool, http: bool) -> None:
         print(f"  speed-up (HTTP):   {h_speedup:.1f}x  target >= 5x  {verdict(h_speedup, 5)}")
 
 
-def bench_continuous(quick: bool) -> None:
-    n = 32 if quick else 64
+def bench_continuous(quick: bool, n: int | None = None) -> None:
+    n = n or (48 if quick else 128)
     rng = random.Random(0)
     lengths = [rng.randint(8, 256) for _ in range(n)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,7 +199,7 @@ def bench_precision(quick: bool) -> None:
 
 BENCHES = {
     "throughput": lambda a: bench_throughput(a.quick, not a.no_http),
-    "continuous": lambda a: bench_continuous(a.quick),
+    "continuous": lambda a: bench_continuous(a.quick, a.requests),
     "latency": lambda a: bench_latency(a.quick),
     "memory": lambda a: bench_memory(a.quick),
     "precision": lambda a: bench_precision(a.quick),
@@ -211,6 +211,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller workloads")
     parser.add_argument("--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP rows of the throughput bench")
+    parser.add_argument("--requests", type=int, default=None, help="requests in the continuous-vs-static bench")
     args = parser.parse_args()
     import torch
 

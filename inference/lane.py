@@ -173,35 +173,40 @@ class Lane:
         try:
             if self.shared.hooks.before_forward is not None:
                 self.shared.hooks.before_forward()
-            if admitted:
-                self._prefill(admitted)
-            if self.runner.seqs:
-                self._decode()
+            self._forward(admitted)
         except Exception as exc:
             log.exception("engine step failed on %s", self.model_id)
             self.fail(exc, admitted)
         return True, hold
 
-    def _prefill(self, admitted: list[Sequence]) -> None:
+    def _forward(self, admitted: list[Sequence]) -> None:
+        """Prefill the admitted sequences and decode the running ones: in one mixed forward pass when the runner
+        can, else a prefill pass (whose first tokens are then decoded along with the rest) and a decode pass."""
+        self._take_session_caches(admitted)
+        if admitted and self.runner.can_fuse(admitted):
+            old = list(self.runner.seqs)
+            self._sample_and_accept(old + admitted, self.runner.fused(admitted), first_from=len(old))
+            return
+        if admitted:
+            self._sample_and_accept(admitted, self.runner.add(admitted), first_from=0)
+        if self.runner.seqs:
+            seqs = list(self.runner.seqs)
+            self._sample_and_accept(seqs, self.runner.decode(), first_from=len(seqs))
+
+    def _take_session_caches(self, admitted: list[Sequence]) -> None:
         for seq in admitted:
             if seq.session is not None:
                 kv = self.shared.sessions.take_kv(seq.session)
                 seq.kv_import = kv if seq.reuse_len and kv is not None else None
                 seq.reuse_len = seq.reuse_len if seq.kv_import is not None else 0
-        logits = self.runner.add(admitted)
-        self._sample_and_accept(admitted, logits, first=True)
 
-    def _decode(self) -> None:
-        seqs = list(self.runner.seqs)
-        self._sample_and_accept(seqs, self.runner.decode(), first=False)
-
-    def _sample_and_accept(self, seqs: list[Sequence], logits: Any, first: bool) -> None:
+    def _sample_and_accept(self, seqs: list[Sequence], logits: Any, first_from: int) -> None:
         tokens = sample_batch(logits, [(s.params, s.generator, s.output_ids) for s in seqs])
         now = self.shared.clock()
         self.shared.counters.batch(len(seqs), now)
         self.shared.observer.batch(len(seqs))
-        for seq, token in zip(seqs, tokens, strict=True):
-            if first:
+        for i, (seq, token) in enumerate(zip(seqs, tokens, strict=True)):
+            if i >= first_from:
                 seq.first_token_at = now
             self._accept(seq, token)
         self._retire()

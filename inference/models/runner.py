@@ -19,6 +19,8 @@ from inference.perplexity import score_windows, windows
 from inference.precision import weight_bytes
 from inference.tokenizer import ByteTokenizer, Tokenizer
 
+FUSE_PAD_TOKENS = 512
+
 
 class RunnerSeq(Protocol):
     """What a runner reads and writes on a sequence."""
@@ -45,6 +47,7 @@ class Runner:
         self.max_seq_len = 0
         self.info: dict[str, Any] = {}
         self.prefilled_tokens = 0
+        self.fused_passes = 0
 
     def weight_bytes(self) -> int:
         """Bytes held by parameters and persistent buffers."""
@@ -60,6 +63,10 @@ class Runner:
     def set_router_weights(self, weights: list[float] | None) -> None:
         """Router weights are only meaningful for the native MoE model."""
         raise NotImplementedError
+
+    def can_fuse(self, seqs: list[Any]) -> bool:
+        """Whether ``fused`` (prefill inside the decode forward pass) may be used; not by default."""
+        return False
 
     def trim(self) -> None:
         """Release idle KV memory (nothing to do by default)."""
@@ -104,34 +111,62 @@ class NativeRunner(Runner):
         with torch.inference_mode():
             return self.model(tokens, ctx, count=True, last_index=lens - 1)
 
-    def add(self, seqs: list[RunnerSeq]) -> torch.Tensor:
-        """Prefill new sequences into rows after the running ones; logits [n, V] at each prompt's last token."""
-        start, news = len(self.seqs), [s.prompt_ids[s.reuse_len :] for s in seqs]
-        width = max(len(n) for n in news)
-        firsts = torch.tensor([s.reuse_len for s in seqs], device=self.device)
-        positions = firsts[:, None] + torch.arange(width, device=self.device)[None]
-        self.kv.reserve(start + len(seqs), int(positions.max()) + 1)
-        tokens = torch.full((len(seqs), width), self.tokenizer.pad_id, dtype=torch.long)
-        for i, (s, new) in enumerate(zip(seqs, news, strict=True)):
-            tokens[i, : len(new)] = torch.tensor(new)
+    def _rows(self, start: int, token_lists: list[list[int]], firsts: list[int]) -> torch.Tensor:
+        """One forward over rows ``start ..``: row i feeds ``token_lists[i]`` from position ``firsts[i]``."""
+        width = max(len(t) for t in token_lists)
+        first = torch.tensor(firsts, device=self.device)
+        positions = first[:, None] + torch.arange(width, device=self.device)[None]
+        self.kv.reserve(start + len(token_lists), int(positions.max()) + 1)
+        tokens = torch.full((len(token_lists), width), self.tokenizer.pad_id, dtype=torch.long)
+        for i, ids in enumerate(token_lists):
+            tokens[i, : len(ids)] = torch.tensor(ids)
+        lens = torch.tensor([len(t) for t in token_lists], device=self.device)
+        return self._forward(tokens.to(self.device), start, positions, lens)
+
+    def _join(self, seqs: list[RunnerSeq]) -> None:
+        start = len(self.seqs)
+        self.kv.reserve(start + len(seqs), max(s.reuse_len for s in seqs))
+        for i, s in enumerate(seqs):
             if s.reuse_len:
                 self.kv.load(start + i, s.kv_import, s.reuse_len)
-        lens = torch.tensor([len(n) for n in news], device=self.device)
-        logits = self._forward(tokens.to(self.device), start, positions, lens)
+
+    def _joined(self, seqs: list[RunnerSeq]) -> None:
         for s in seqs:
+            self.prefilled_tokens += len(s.prompt_ids) - s.reuse_len
             s.kv_len, s.kv_import = len(s.prompt_ids), None
-        self.prefilled_tokens += sum(len(n) for n in news)
         self.seqs.extend(seqs)
+
+    def add(self, seqs: list[RunnerSeq]) -> torch.Tensor:
+        """Prefill new sequences into rows after the running ones; logits [n, V] at each prompt's last token."""
+        self._join(seqs)
+        logits = self._rows(len(self.seqs), [s.prompt_ids[s.reuse_len :] for s in seqs], [s.reuse_len for s in seqs])
+        self._joined(seqs)
         return logits
 
     def decode(self) -> torch.Tensor:
         """Feed each running sequence its last output token; logits [B, V]."""
-        tokens = torch.tensor([[s.output_ids[-1]] for s in self.seqs], device=self.device)
-        positions = torch.tensor([[s.kv_len] for s in self.seqs], device=self.device)
-        ones = torch.ones(len(self.seqs), dtype=torch.long, device=self.device)
-        logits = self._forward(tokens, 0, positions, ones)
+        logits = self._rows(0, [[s.output_ids[-1]] for s in self.seqs], [s.kv_len for s in self.seqs])
         for s in self.seqs:
             s.kv_len += 1
+        return logits
+
+    def can_fuse(self, seqs: list[RunnerSeq]) -> bool:
+        """Whether prefilling ``seqs`` in the decode step's forward pass is worth it: the running rows are padded
+        to the longest new prompt, so only when that padding stays small."""
+        width = max(len(s.prompt_ids) - s.reuse_len for s in seqs)
+        return bool(self.seqs) and len(self.seqs) * (width - 1) <= FUSE_PAD_TOKENS
+
+    def fused(self, seqs: list[RunnerSeq]) -> torch.Tensor:
+        """One forward pass that decodes the running rows and prefills ``seqs`` after them (a mixed batch, as in
+        vLLM); logits [B + n, V]: next tokens of the running rows, then first tokens of the new ones."""
+        old = list(self.seqs)
+        self.fused_passes += 1
+        self._join(seqs)
+        lists = [[s.output_ids[-1]] for s in old] + [s.prompt_ids[s.reuse_len :] for s in seqs]
+        logits = self._rows(0, lists, [s.kv_len for s in old] + [s.reuse_len for s in seqs])
+        for s in old:
+            s.kv_len += 1
+        self._joined(seqs)
         return logits
 
     def export(self, seq: RunnerSeq) -> torch.Tensor | None:

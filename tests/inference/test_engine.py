@@ -49,6 +49,24 @@ def test_a_request_batched_with_others_gets_the_same_tokens_as_alone(engine: Eng
     assert max(int(k) for k, v in engine.counters.to_dict(0)["batch_size_histogram"].items() if v) >= len(PROMPTS)
 
 
+def test_requests_joining_a_running_batch_get_the_same_tokens_as_alone(engine: Engine) -> None:
+    long_alone = generate(engine, "a long one", max_tokens=60, temperature=0).output_ids
+    alone = {p: generate(engine, p, max_tokens=12, temperature=0).output_ids for p in PROMPTS}
+    runner = engine.active_lane().runner
+    fused_before = runner.fused_passes
+    long_seq, long_sink = submit(engine, "a long one", max_tokens=60, temperature=0)
+    wait_until(lambda: long_seq.output_ids, what="the long request to run")
+    with Stall(engine) as stall:  # hold the next step so the new requests join a batch that is still running
+        assert stall.entered.wait(30)
+        joined = [submit(engine, p, max_tokens=12, temperature=0) for p in PROMPTS]
+    for (seq, sink), prompt in zip(joined, PROMPTS, strict=True):
+        sink.result()
+        assert seq.output_ids == alone[prompt], prompt
+    long_sink.result()
+    assert long_seq.output_ids == long_alone
+    assert runner.fused_passes > fused_before  # prefill rode along with the decode step
+
+
 def test_every_request_gets_exactly_one_final_event(engine: Engine) -> None:
     sinks = [submit(engine, f"prompt {i}", max_tokens=1 + i % 7)[1] for i in range(40)]
     for sink in sinks:
