@@ -158,12 +158,10 @@ async def list_models(request: Request) -> dict[str, Any]:
     """The active model (and any model still finishing requests after a swap)."""
     engine = _engine(request)
     data = []
-    for lane in engine.lanes():
-        info = lane.runner.info
-        data.append({
-            "id": lane.model_id, "object": "model", "created": int(info.get("loaded_at", time.time())),
-            "owned_by": "lcp-worker", "max_model_len": lane.runner.max_seq_len, "draining": lane.draining,
-        })  # fmt: skip
+    for lane in sorted(engine.lanes(), key=lambda x: x.draining):  # the active model first
+        created = int(lane.runner.info.get("loaded_at", time.time()))
+        entry = {"id": lane.model_id, "object": "model", "created": created, "owned_by": "lcp-worker"}
+        data.append({**entry, "max_model_len": lane.runner.max_seq_len, "draining": lane.draining})
     return {"object": "list", "data": data}
 
 

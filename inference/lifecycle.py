@@ -73,8 +73,14 @@ class ModelLifecycle:
         self._wake.set()
         return old
 
-    def load(self, path: str, precision: str = "fp32", device: str = "auto", model_id: str | None = None,
-             sha256: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def load(
+        self,
+        path: str,
+        precision: str = "fp32",
+        device: str = "auto",
+        model_id: str | None = None,
+        sha256: str | None = None,
+    ) -> dict[str, Any]:
         """Load a model when none is active (409 otherwise: use swap)."""
         if self._active is not None:
             raise Conflict(f"model {self._active.model_id} is already loaded; use /control/swap", param="path")
@@ -92,8 +98,14 @@ class ModelLifecycle:
             raise
         return lane.runner.info
 
-    def swap(self, path: str, precision: str = "fp32", device: str = "auto", model_id: str | None = None,
-             sha256: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def swap(
+        self,
+        path: str,
+        precision: str = "fp32",
+        device: str = "auto",
+        model_id: str | None = None,
+        sha256: str | None = None,
+    ) -> dict[str, Any]:
         """Load beside the active model, route new requests to it, drain and free the old one."""
         lane = self._new_lane(path, precision, device, model_id, sha256)
         old = self.call(lambda: self._install(lane))

@@ -68,10 +68,6 @@ class Collector:
             raise last.error
         return last
 
-    @property
-    def first_text(self) -> bool:
-        return bool(self.events)
-
 
 def submit(engine: Engine, prompt: str, **params: Any) -> tuple[Any, Collector]:
     """Submit one request; returns (sequence, collector)."""
