@@ -1,0 +1,65 @@
+"""Golden set: fixed prompts with the model's temperature-0 outputs, stored beside the checkpoint for drift checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from inference.bridge import generate
+from inference.checkpoint import write_manifest
+from inference.engine import Engine
+
+GOLDEN_FILE = "golden.jsonl"
+PROMPTS = (
+    "Return the ",
+    "This module provides ",
+    "The default value is ",
+    "Raise ValueError if ",
+    "Create a new ",
+    "If the file does not exist, ",
+    "The optional argument ",
+    "This function is called when ",
+)
+MAX_TOKENS = 48
+
+
+def golden_records(engine: Engine, prompts: tuple[str, ...] = PROMPTS, max_tokens: int = MAX_TOKENS) -> list[dict]:
+    """Temperature-0 completions of ``prompts`` through the engine's active model."""
+    out = []
+    for prompt in prompts:
+        result = generate(engine, prompt, max_tokens=max_tokens, temperature=0.0)
+        out.append({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0, "output": result.text})
+    return out
+
+
+def write_golden(path: str | Path, precision: str = "fp32") -> list[dict]:
+    """Load the checkpoint, write ``golden.jsonl`` beside it and refresh the manifest."""
+    engine = Engine().start()
+    try:
+        engine.load(str(path), precision, "cpu")
+        records = golden_records(engine)
+    finally:
+        engine.stop()
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    (Path(path) / GOLDEN_FILE).write_text(lines, encoding="utf-8")
+    write_manifest(path)
+    return records
+
+
+def read_golden(path: str | Path) -> list[dict[str, Any]]:
+    """The golden records of a checkpoint (empty when it has none)."""
+    file = Path(path) / GOLDEN_FILE
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def check_golden(engine: Engine, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Regenerate each golden prompt at temperature 0; how many outputs still match exactly."""
+    mismatches = []
+    for rec in records:
+        got = generate(engine, rec["prompt"], max_tokens=rec["max_tokens"], temperature=0.0).text
+        if got != rec["output"]:
+            mismatches.append({"prompt": rec["prompt"], "expected": rec["output"], "got": got})
+    return {"total": len(records), "matches": len(records) - len(mismatches), "mismatches": mismatches}
