@@ -20,8 +20,15 @@ MAX_ITEMS = 1000
 MAX_TEXT = 4000
 
 
+ITEM_KEYS = {"prompt", "reference", "output", "max_tokens", "temperature", "id"}
+
+
 def parse_items(raw) -> list[dict]:
-    """Items from a list of objects or from JSON Lines text; errors name the item and the problem."""
+    """Items from a list of objects or from JSON Lines text; errors name the item and the problem.
+
+    An item has a ``prompt`` and a ``reference`` (real text that should follow it: scored by perplexity) and/or an
+    ``output`` (what the model answered at temperature 0 when the set was made: compared with what it answers now);
+    ``max_tokens`` optionally sets how long the answer is."""
     if isinstance(raw, str):
         rows = []
         for number, line in enumerate(raw.splitlines(), 1):
@@ -88,16 +95,17 @@ def _agreement(output: str, reference: str) -> float:
     return difflib.SequenceMatcher(None, output[:size], reference[:size], autojunk=False).ratio()
 
 
-def score(client: WorkerClient, golden: GoldenSet, *, max_tokens: int = 32) -> dict:
-    """Score a worker on a golden set: perplexity of prompt+reference, and agreement of its greedy continuation of
-    each prompt with the reference. The outputs are kept so that a person can see what changed."""
+def score(client: WorkerClient, golden: GoldenSet) -> dict:
+    """Score a worker on a golden set: perplexity of the texts (see ``GoldenSet.texts``), and agreement of its
+    greedy continuation of each prompt with the recorded output (or the reference). The outputs are kept so that a
+    person can see what changed."""
     perplexity = client.perplexity(golden.texts())
     outputs, agreements = [], []
     for item in golden.items:
-        answer = client.complete(item["prompt"], max_tokens=max_tokens, temperature=0.0)
+        answer = client.complete(item["prompt"], max_tokens=item.get("max_tokens", 32), temperature=0.0)
         text = answer["choices"][0]["text"]
         outputs.append(text)
-        agreements.append(_agreement(text, item["reference"]))
+        agreements.append(_agreement(text, item.get("output") or item["reference"]))
     return {
         "perplexity": float(perplexity["perplexity"]),
         "tokens": int(perplexity.get("tokens", 0)),

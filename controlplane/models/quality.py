@@ -11,7 +11,8 @@ __all__ = ["GoldenSet"]
 
 
 class GoldenSet(models.Model):
-    """``items`` is a list of ``{"prompt": …, "reference": …}``. The newest set of a model version is the one used.
+    """``items`` is a list of ``{"prompt", "reference"?, "output"?, "max_tokens"}`` (see ``quality.parse_items``).
+    The newest set of a model version is the one used.
 
     ``baseline`` holds the scores of the first run on its model version (perplexity of the references, agreement of
     greedy outputs with them); drift checks compare later runs with it."""
@@ -30,4 +31,8 @@ class GoldenSet(models.Model):
         return f"{self.name} ({len(self.items)} items) for {self.model_version}"
 
     def texts(self) -> list[str]:
-        return [item["prompt"] + item["reference"] for item in self.items]
+        """What perplexity is measured on: prompt + reference (real text) where the items have references, else
+        prompt + the recorded output."""
+        if any(item.get("reference") for item in self.items):
+            return [item["prompt"] + item["reference"] for item in self.items if item.get("reference")]
+        return [item["prompt"] + item["output"] for item in self.items]

@@ -20,7 +20,8 @@ class TestGoldenSetsAPI(CrudContract):
     bad_cases = {
         "missing items": ({"items": DROP}, "items"),
         "empty items": ({"items": []}, "items"),
-        "item without a reference": ({"items": [{"prompt": "x"}]}, "items"),
+        "item without a reference or output": ({"items": [{"prompt": "x"}]}, "items"),
+        "item with max_tokens out of range": ({"items": [{"prompt": "x", "output": "y", "max_tokens": 0}]}, "items"),
         "item with an empty prompt": ({"items": [{"prompt": " ", "reference": "y"}]}, "items"),
         "item with unknown keys": ({"items": [{"prompt": "x", "reference": "y", "score": 1}]}, "items"),
         "JSON Lines with a broken line": ({"items": '{"prompt": "x", "reference": "y"}\n{oops'}, "items"),
@@ -64,7 +65,19 @@ def test_a_golden_set_shipped_beside_the_artifact_is_imported_on_registration(ac
     (path / "golden.jsonl").write_text("\n".join(json.dumps(item) for item in ITEMS))
     version = registry.register_model_version(actor, name="g", version="v1", artifact_path=str(path))
     golden = version.golden_sets.get()
-    assert golden.items == ITEMS and golden.texts()[0] == "Return the number of items."
+    assert [item["reference"] for item in golden.items] == [item["reference"] for item in ITEMS]
+    assert golden.texts()[0] == "Return the number of items."
+
+
+@pytest.mark.django_db
+def test_a_set_of_recorded_outputs_is_scored_on_them(actor, model_version):
+    golden = create_golden_set(
+        actor,
+        model_version,
+        "outputs",
+        [{"prompt": "Return the ", "output": "server the server", "max_tokens": 48, "temperature": 0.0}],
+    )
+    assert golden.items[0]["max_tokens"] == 48 and golden.texts() == ["Return the server the server"]
 
 
 def test_agreement_is_one_for_a_reproduced_reference_and_low_for_another_text():
