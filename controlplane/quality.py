@@ -46,17 +46,31 @@ def parse_items(raw) -> list[dict]:
     for index, item in enumerate(raw, 1):
         if not isinstance(item, dict):
             raise InvalidInput.field("items", f"item {index} must be an object")
-        unknown = set(item) - {"prompt", "reference", "id"}
-        if unknown:
-            raise InvalidInput.field("items", f"item {index} has unknown keys: {', '.join(sorted(unknown))}")
-        for key in ("prompt", "reference"):
-            value = item.get(key)
-            if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
-                raise InvalidInput.field(
-                    "items", f"item {index}: {key} must be a non-empty string of at most {MAX_TEXT} characters"
-                )
-        items.append({"prompt": item["prompt"], "reference": item["reference"]})
+        items.append(_parse_item(index, item))
     return items
+
+
+def _parse_item(index: int, item: dict) -> dict:
+    unknown = set(item) - ITEM_KEYS
+    if unknown:
+        raise InvalidInput.field("items", f"item {index} has unknown keys: {', '.join(sorted(unknown))}")
+    if not item.get("reference") and not item.get("output"):
+        raise InvalidInput.field("items", f"item {index} needs a reference or an output")
+    parsed = {}
+    for key in ("prompt", "reference", "output"):
+        value = item.get(key)
+        if value is None and key != "prompt":
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
+            raise InvalidInput.field(
+                "items", f"item {index}: {key} must be a non-empty string of at most {MAX_TEXT} characters"
+            )
+        parsed[key] = value
+    max_tokens = item.get("max_tokens", 32)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 512:
+        raise InvalidInput.field("items", f"item {index}: max_tokens must be a whole number from 1 to 512")
+    parsed["max_tokens"] = max_tokens
+    return parsed
 
 
 def create_golden_set(actor: audit.Actor, model_version: ModelVersion, name: str, items) -> GoldenSet:
