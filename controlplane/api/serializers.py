@@ -156,12 +156,24 @@ class DeploymentSerializer(StrictMixin, serializers.ModelSerializer):
             "status",
             "status_detail",
             "revision",
+            "applied_revision",
+            "worker_url",
+            "worker_pid",
             "comment",
             "created_by",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["status", "status_detail", "created_by", "created_at", "updated_at"]
+        read_only_fields = [
+            "status",
+            "status_detail",
+            "applied_revision",
+            "worker_url",
+            "worker_pid",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
         validators = []
 
     def get_model_version_label(self, obj) -> str | None:
