@@ -4,6 +4,7 @@ services of the embedded mode (worker supervisor, metrics collector, scheduler).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import uvicorn
@@ -14,6 +15,20 @@ from controlplane.services.bootstrap import bootstrap_demo
 from controlplane.services.inventory import register_local_node
 
 logger = logging.getLogger(__name__)
+
+
+class Server(uvicorn.Server):
+    """uvicorn re-raises the signal that stopped it once it has shut down, which would kill the process (SIGTERM)
+    or interrupt it (SIGINT) before the background services are stopped. The signal has done its job by then, so it
+    is forgotten: the services stop cleanly, workers drain, and the process exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        with super().capture_signals():
+            yield
+            if self._captured_signals:
+                logger.info("stopping on signal %s", ", ".join(str(s) for s in self._captured_signals))
+            self._captured_signals.clear()
 
 
 class Command(BaseCommand):
@@ -38,7 +53,7 @@ class Command(BaseCommand):
             proxy_headers=False,
             timeout_graceful_shutdown=10,
         )
-        asyncio.run(self.serve(uvicorn.Server(config), f"http://{host}:{port}/"))
+        asyncio.run(self.serve(Server(config), f"http://{host}:{port}/"))
 
     async def serve(self, server: uvicorn.Server, url: str) -> None:
         loop = asyncio.get_running_loop()
