@@ -77,7 +77,7 @@ class Canaries:
     def _check_starting(self, deployment: Deployment, rollout: Rollout, worker: WorkerProcess) -> bool:
         client = self.supervisor.client(deployment, worker)
         try:
-            client.health()
+            client.ready()
             client.patch_config(_live(rollout.target_config))
         except WorkerError as exc:
             if self.supervisor.clock() - worker.started > self.supervisor.start_timeout:

@@ -12,6 +12,7 @@ __all__ = [
     "DriftKind",
     "DriftVerdict",
     "JobOutcome",
+    "JobTrigger",
     "ModelFormat",
     "ModelStatus",
     "NodeRole",
@@ -23,8 +24,10 @@ __all__ = [
     "Role",
     "RolloutStatus",
     "RolloutStrategy",
+    "SchedulerState",
     "TokenScope",
     "WorkerEventKind",
+    "WorkerReply",
 ]
 
 
@@ -207,3 +210,27 @@ class NotificationAttemptOutcome(models.TextChoices):
     SENT = "sent", "Sent"
     TEMPORARY_FAILURE = "temporary_failure", "Temporary failure"
     PERMANENT_FAILURE = "permanent_failure", "Permanent failure"
+
+
+class JobTrigger(models.TextChoices):
+    """What started a job run: its schedule, or a person asking for it now."""
+
+    SCHEDULE = "schedule", "Schedule"
+    MANUAL = "manual", "Run now"
+
+
+class SchedulerState(models.TextChoices):
+    """How the scheduler looks from outside, judged from its lock row (see services/heartbeat.py)."""
+
+    RUNNING = "running", "Running"
+    NEVER_RAN = "never_ran", "No scheduler has run yet"
+    STOPPED = "stopped", "Stopped (lock not renewed)"
+    STUCK = "stuck", "Alive, but jobs do not run"
+
+
+class WorkerReply(models.TextChoices):
+    """How a worker answered a control call made by a job (recorded per deployment in the run's result)."""
+
+    OK = "ok", "Answered"
+    UNAVAILABLE = "unavailable", "Did not answer"
+    ERROR = "error", "Answered with an error"

@@ -369,5 +369,20 @@ def golden_texts(rollout: Rollout) -> list[str]:
     return golden_texts_for(rollout.base_revision.model_version)
 
 
+def advance_all(now: datetime | None = None) -> dict:
+    """The scheduled job: move every active rollout on (each in its own try, so one failing does not stop the
+    others)."""
+    moved, errors = 0, {}
+    for rollout in active_rollouts():
+        try:
+            before = (rollout.status, rollout.current_step)
+            after = advance(rollout, now)
+            moved += (after.status, after.current_step) != before
+        except Exception as exc:
+            logger.exception("advancing rollout %s failed", rollout.pk)
+            errors[str(rollout.pk)] = f"{type(exc).__name__}: {exc}"
+    return {"active": active_rollouts().count(), "moved": moved, "errors": errors}
+
+
 def active_rollouts():
     return Rollout.objects.filter(status__in=ACTIVE).select_related("deployment", "target_model_version")

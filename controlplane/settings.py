@@ -81,6 +81,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "controlplane.context_processors.scheduler",
             ],
         },
     },
@@ -271,6 +272,26 @@ GATEWAY_RETRY_AFTER_S = env_int("GATEWAY_RETRY_AFTER_S", 5, minimum=1)
 GATEWAY_RECORD_BUFFER = env_int("GATEWAY_RECORD_BUFFER", 100_000, minimum=1000)
 # On first start with no deployments, register the bundled demo model and deploy it so the gateway answers at once.
 DEMO_BOOTSTRAP = env_bool("DEMO_BOOTSTRAP", True)
+# --- scheduler (docs/scheduler.md) -----------------------------------------------------------------------------------
+# Run the scheduler inside `serve`. Default: on in the embedded mode (the in-memory channel layer reaches browsers only
+# from the ASGI process), off when REDIS_URL is set (scale-out runs one `manage.py runscheduler` beside the servers).
+SCHEDULER_IN_PROCESS = env_bool("SCHEDULER_IN_PROCESS", not REDIS_URL)
+# The lock: a scheduler leads for SCHEDULER_LEASE_S after each renewal and renews every SCHEDULER_RENEW_S; a standby
+# takes over once the leader's lease has expired.
+SCHEDULER_LEASE_S = env_float("SCHEDULER_LEASE_S", 30, minimum=1, maximum=3600)
+SCHEDULER_RENEW_S = env_float("SCHEDULER_RENEW_S", 5, minimum=0.1, maximum=600)
+if SCHEDULER_RENEW_S * 2 > SCHEDULER_LEASE_S:
+    raise ImproperlyConfigured(
+        f"SCHEDULER_RENEW_S={SCHEDULER_RENEW_S} must be at most half of SCHEDULER_LEASE_S={SCHEDULER_LEASE_S}"
+    )
+# The dashboard, /readyz and an alert say that jobs stopped when the scheduler has not renewed its lock, or the
+# heartbeat job (every minute) has not run, for this long.
+SCHEDULER_STALE_AFTER_S = env_float("SCHEDULER_STALE_AFTER_S", 180, minimum=5)
+SCHEDULER_THREADS = env_int("SCHEDULER_THREADS", 4, minimum=1, maximum=64)
+# On SIGTERM, running jobs get this long to finish before they are recorded as interrupted.
+SCHEDULER_SHUTDOWN_WAIT_S = env_float("SCHEDULER_SHUTDOWN_WAIT_S", 20, minimum=0)
+# Job runs older than this are pruned (each job's last run is kept).
+JOB_RUN_RETENTION_DAYS = env_int("JOB_RUN_RETENTION_DAYS", 14, minimum=1)
 
 # --- logging ------------------------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
@@ -286,6 +307,7 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "axes": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        "apscheduler": {"level": "WARNING"},
     },
 }
 

@@ -303,7 +303,7 @@ class Supervisor(runtime.ServiceThread):
     def _check_starting(self, deployment: Deployment, worker: WorkerProcess) -> bool:
         client = self.client(deployment, worker)
         try:
-            client.health()
+            client.ready()
         except WorkerError as exc:
             if self.clock() - worker.started > settings.WORKER_START_TIMEOUT_S:
                 self._restart(

@@ -6,7 +6,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from controlplane import health
-from controlplane.views import accounts, alerts, deployments, inventory, overview, registry, workers
+from controlplane.views import accounts, alerts, deployments, inventory, jobs, overview, registry, workers
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -54,6 +54,10 @@ urlpatterns = [
     path("alerts/rules/<int:pk>/", alerts.rule_detail, name="alert-rule-detail"),
     path("alerts/rules/<int:pk>/edit/", alerts.rule_form, name="alert-rule-edit"),
     path("alerts/rules/<int:pk>/delete/", alerts.rule_delete, name="alert-rule-delete"),
+    # jobs
+    path("jobs/", jobs.job_list, name="job-list"),
+    path("jobs/<slug:name>/", jobs.job_detail, name="job-detail"),
+    path("jobs/<slug:name>/run/", jobs.job_run, name="job-run"),
     # people
     path("audit/", accounts.audit_list, name="audit-list"),
     path("tokens/", accounts.token_list, name="token-list"),

@@ -130,6 +130,14 @@ class WorkerClient:
         """``/health``: 200 only while the engine makes progress; raises ``WorkerError`` (503) otherwise."""
         return self._control("GET", "/health", timeout=httpx.Timeout(3.0, connect=1.0))
 
+    def ready(self) -> dict:
+        """Healthy and serving a model (a worker answers /health while it is still loading one); raises
+        ``WorkerError`` (503) otherwise."""
+        body = self.health()
+        if not body.get("model") or body.get("loading"):
+            raise WorkerError(503, "the worker is up but its model is not loaded yet", body)
+        return body
+
     def stats(self) -> dict:
         return self._control("GET", "/control/stats")
 

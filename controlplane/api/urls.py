@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import alerts, views
+from . import alerts, jobs, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -23,5 +23,7 @@ router.register("golden-sets", views.GoldenSetViewSet, basename="golden-set")
 router.register("alert-rules", alerts.AlertRuleViewSet, basename="alert-rule")
 router.register("alerts", alerts.AlertViewSet, basename="alert")
 router.register("notifications", alerts.NotificationViewSet, basename="notification")
+router.register("jobs", jobs.JobViewSet, basename="job")
+router.register("job-runs", jobs.JobRunViewSet, basename="job-run")
 
 urlpatterns = [path("", include(router.urls))]

@@ -6,6 +6,7 @@ from .audit import AuditEvent
 from .deployments import Deployment, DeploymentRevision, WorkerEvent
 from .gateway import InferenceRecord
 from .inventory import GPU, Node
+from .jobs import JobRun, JobRunRequest, JobState, SchedulerLease
 from .quality import GoldenSet
 from .registry import ModelVersion
 from .rollouts import Rollout, RolloutEvent
@@ -21,12 +22,16 @@ __all__ = [
     "DeploymentRevision",
     "GoldenSet",
     "InferenceRecord",
+    "JobRun",
+    "JobRunRequest",
+    "JobState",
     "ModelVersion",
     "Node",
     "Notification",
     "NotificationAttempt",
     "Rollout",
     "RolloutEvent",
+    "SchedulerLease",
     "User",
     "WorkerEvent",
 ]

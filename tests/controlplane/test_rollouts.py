@@ -270,3 +270,13 @@ def test_concurrent_creates_leave_one_active_rollout(operator, deployment, v2):
         thread.join(30)
     assert outcomes.count("created") == 1 and outcomes.count("Conflict") == 3, outcomes
     assert Rollout.objects.filter(status__in=RolloutStatus.active()).count() == 1
+
+
+def test_the_scheduled_job_moves_every_active_rollout_on(rollout, actor, model_version, cpu_node, v2):
+    other = create_deployment(actor, name="other", model_version=model_version, node=cpu_node)
+    second = rollouts.create_rollout(actor, other, model_version=v2, bake_s=60)
+    ready(rollout)
+    ready(second)
+    result = rollouts.advance_all(now=timezone.now())
+    assert result == {"active": 2, "moved": 2, "errors": {}}
+    assert {r.status for r in Rollout.objects.all()} == {RolloutStatus.RUNNING}

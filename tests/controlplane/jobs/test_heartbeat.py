@@ -1,0 +1,142 @@
+"""The scheduler's heartbeat: judged from the lock row; stale → banner, /readyz report, alert; back → cleared."""
+
+import sys
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from controlplane import jobs
+from controlplane.choices import SchedulerState
+from controlplane.models import SchedulerLease
+from controlplane.scheduler import HeartbeatWatch
+from controlplane.services import alert_signal, heartbeat, lease
+from controlplane.services.heartbeat import HeartbeatWatcher, scheduler_health
+
+pytestmark = pytest.mark.django_db
+
+THRESHOLD = 180
+
+
+@pytest.fixture(autouse=True)
+def threshold(settings):
+    settings.SCHEDULER_STALE_AFTER_S = THRESHOLD
+
+
+def beat(clock) -> None:
+    """What a running scheduler does: renew its lock, and its heartbeat job stamps the row."""
+    lease.acquire("scheduler:a", clock(), 30)
+    SchedulerLease.objects.update(jobs_heartbeat_at=clock())
+
+
+def test_no_lock_row_means_no_scheduler_has_run(clock):
+    health = scheduler_health(clock())
+    assert health.state == SchedulerState.NEVER_RAN and health.stale and "No scheduler" in health.message
+
+
+def test_a_scheduler_that_renews_and_runs_its_heartbeat_job_is_running(clock):
+    beat(clock)
+    clock.advance(THRESHOLD)
+    health = scheduler_health(clock())
+    assert health.state == SchedulerState.RUNNING and not health.stale and health.owner == "scheduler:a"
+
+
+def test_a_scheduler_that_stopped_renewing_is_stale_after_the_threshold(clock):
+    beat(clock)
+    clock.advance(THRESHOLD + 1)
+    health = scheduler_health(clock())
+    assert health.state == SchedulerState.STOPPED and health.loop_age_s == THRESHOLD + 1
+    assert "not renewed its lock for 181 s" in health.message
+
+
+def test_a_scheduler_alive_whose_jobs_do_not_run_is_stuck(clock):
+    beat(clock)
+    for _ in range(40):  # the loop renews every 5 s, but the heartbeat job never runs again
+        clock.advance(5)
+        lease.acquire("scheduler:a", clock(), 30)
+    assert scheduler_health(clock()).state == SchedulerState.STUCK
+
+
+def test_a_new_leader_gets_the_threshold_to_prove_its_jobs_run(clock):
+    beat(clock)
+    clock.advance(3600)  # the old scheduler died an hour ago
+    lease.acquire("scheduler:b", clock(), 30)
+    clock.advance(THRESHOLD - 1)
+    lease.acquire("scheduler:b", clock(), 30)
+    assert scheduler_health(clock()).state == SchedulerState.RUNNING
+    clock.advance(2)
+    lease.acquire("scheduler:b", clock(), 30)
+    assert scheduler_health(clock()).state == SchedulerState.STUCK
+
+
+def test_the_heartbeat_job_stamps_the_row_only_while_a_scheduler_holds_the_lock():
+    assert jobs.heartbeat() == {"recorded": False}
+    now = timezone.now()
+    lease.acquire("scheduler:a", now, 30)
+    assert jobs.heartbeat() == {"recorded": True}
+    assert SchedulerLease.objects.get().jobs_heartbeat_at >= now
+    lease.release("scheduler:a", timezone.now())
+    assert jobs.heartbeat() == {"recorded": False}, "run inline without a scheduler, it cannot hide a dead one"
+
+
+def test_the_alert_fires_when_jobs_stop_and_clears_when_they_run_again(clock, signals):
+    watcher = HeartbeatWatcher(started_at=clock() - timedelta(hours=1))
+    beat(clock)
+    watcher.check(clock())
+    assert signals[-1]["kind"] == "scheduler_heartbeat" and signals[-1]["firing"] is False
+    clock.advance(THRESHOLD + 1)
+    watcher.check(clock())
+    watcher.check(clock.advance(15))
+    firing = [s for s in signals if s["firing"]]
+    assert len(firing) == 1 and firing[0]["key"] == "scheduler" and firing[0]["deployment"] is None
+    beat(clock)
+    watcher.check(clock())
+    assert signals[-1]["firing"] is False and len(signals) == 3
+
+
+def test_a_just_started_watcher_gives_a_starting_scheduler_the_threshold_before_it_fires(clock, signals):
+    watch = HeartbeatWatch(clock=clock)
+    watch.step()
+    assert signals == []
+    clock.advance(THRESHOLD)
+    watch.step()
+    assert [s["firing"] for s in signals] == [True]
+
+
+def test_readyz_reports_a_stale_scheduler_without_failing(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    report = response.json()["checks"]["scheduler"]
+    assert report["ok"] and report["stale"] and report["state"] == SchedulerState.NEVER_RAN
+
+
+def test_without_an_alerts_module_a_signal_is_logged_and_dropped(monkeypatch, caplog):
+    monkeypatch.setattr(alert_signal, "SERVICE", "controlplane.alerts.not_written_yet")
+    assert alert_signal.signal("job_failure", None, "x", True, "t", "s", {}) is False
+    assert "alerts are not installed" in caplog.text
+
+
+def test_a_failing_alerts_module_never_breaks_the_caller(signals, monkeypatch, clock, caplog):
+    def broken(*args, **kwargs):
+        raise ConnectionError("smtp down")
+
+    monkeypatch.setattr(sys.modules[alert_signal.SERVICE], "signal", broken)
+    assert alert_signal.signal("job_failure", None, "x", True, "t", "s", {}) is False
+    assert "smtp down" in caplog.text
+    watcher = heartbeat.HeartbeatWatcher(started_at=clock() - timedelta(hours=1))
+    assert watcher.check(clock()).state == SchedulerState.NEVER_RAN
+
+
+def test_when_the_alerts_have_a_watchdog_entry_every_check_hands_them_the_last_sign_of_life(clock, signals):
+    checks = []
+    module = sys.modules[alert_signal.SERVICE]
+    module.check_scheduler_heartbeat = lambda last_beat_at, now=None, deliver=True: checks.append((last_beat_at, now))
+    watcher = HeartbeatWatcher(started_at=clock() - timedelta(hours=1))
+    beat(clock)
+    beaten_at = clock()
+    for _ in range(3):  # the loop keeps renewing; the heartbeat job has not run again
+        clock.advance(15)
+        lease.acquire("scheduler:a", clock(), 30)
+        watcher.check(clock())
+    assert checks == [(beaten_at, beaten_at + timedelta(seconds=15 * n)) for n in (1, 2, 3)]
+    assert signals == [], "the alerts' rule decides; nothing is signalled besides"
