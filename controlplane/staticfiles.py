@@ -1,6 +1,6 @@
-"""Static files served straight from the ASGI layer (Starlette's StaticFiles: ETags, ranges, no thread hops),
-so that Django's middleware stays fully async for the gateway. Works offline: everything is in ``static/`` or in
-installed packages (the admin, the OpenAPI reference)."""
+"""What the ASGI layer answers before Django: static files (Starlette's StaticFiles: ETags, ranges, no thread hops)
+and the /v1 gateway (a lean Starlette app). Django's middleware then stays fully async for everything else.
+Static files work offline: everything is in ``static/`` or in installed packages (the admin, the API reference)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,21 @@ def build_static_app() -> StaticFiles:
 
 
 class StaticFilesRouter:
-    """``/static/…`` to the static app, everything else to ``app``."""
+    """``/static/…`` to the static app, ``/v1/…`` to the gateway, everything else to ``app`` (Django)."""
 
     def __init__(self, app, prefix: str | None = None):
+        from controlplane.gateway.app import app as gateway
+
         self.app = app
+        self.gateway = gateway
         self.prefix = (prefix or settings.STATIC_URL).rstrip("/")
         self.static = build_static_app()
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/v1/"):
+            await self.gateway(scope, receive, send)
+            return
         if scope["type"] == "http" and path.startswith(self.prefix + "/"):
             scope = {**scope, "path": path[len(self.prefix) :], "root_path": scope.get("root_path", "") + self.prefix}
             try:

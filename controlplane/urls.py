@@ -67,7 +67,6 @@ urlpatterns = [
     path("users/<int:pk>/", accounts.user_form, name="user-edit"),
     # API and the OpenAI-compatible gateway
     path("api/v1/", include("controlplane.api.urls")),
-    path("v1/", include("controlplane.gateway.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -9,6 +9,7 @@ import json
 
 from django.core.cache import cache
 
+from .cachecalls import call
 from .routing import Target
 
 # Fields that do not change the answer.
@@ -36,19 +37,19 @@ def _stat_key(deployment_id: int, name: str) -> str:
 
 async def count(deployment_id: int, name: str, amount: int = 1) -> None:
     key = _stat_key(deployment_id, name)
-    if not await cache.aadd(key, amount, timeout=None):
+    if not await call("add", key, amount, timeout=None):
         try:
-            await cache.aincr(key, amount)
+            await call("incr", key, amount)
         except ValueError:  # evicted between add and incr
-            await cache.aset(key, amount, timeout=None)
+            await call("set", key, amount, timeout=None)
 
 
 async def get(key: str) -> bytes | None:
-    return await cache.aget(key)
+    return await call("get", key)
 
 
 async def put(key: str, payload: bytes, ttl_s: int) -> None:
-    await cache.aset(key, payload, timeout=ttl_s)
+    await call("set", key, payload, timeout=ttl_s)
 
 
 def stats(deployment_id: int) -> dict[str, int]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from django.http import JsonResponse
+from starlette.responses import JSONResponse
 
 TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
     503: "service_unavailable",
@@ -32,7 +33,7 @@ class GatewayError(Exception):
         self.code = code
         self.retry_after = retry_after
 
-    def response(self) -> JsonResponse:
+    def response(self) -> JSONResponse:
         return error_response(self.status, self.message, param=self.param, code=self.code, retry_after=self.retry_after)
 
 
@@ -44,7 +45,7 @@ def error_response(
     code: str | None = None,
     retry_after: int | str | None = None,
     error_type: str | None = None,
-) -> JsonResponse:
+) -> JSONResponse:
     body = {
         "error": {
             "message": message,
@@ -53,9 +54,9 @@ def error_response(
             "code": code,
         }
     }
-    response = JsonResponse(body, status=status)
+    headers = {}
     if retry_after is not None:
-        response["Retry-After"] = str(retry_after)
+        headers["Retry-After"] = str(retry_after)
     if status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="gateway"'
-    return response
+        headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-from django.core.cache import cache
-
 from .auth import Caller
+from .cachecalls import call
 from .errors import GatewayError
 
 
@@ -17,13 +16,13 @@ async def check_rate_limit(caller: Caller, now: float | None = None) -> None:
     now = time.time() if now is None else now
     window = int(now // 60)
     key = f"gw:rl:{caller.token_id}:{window}"
-    if await cache.aadd(key, 1, timeout=120):
+    if await call("add", key, 1, timeout=120):
         used = 1
     else:
         try:
-            used = await cache.aincr(key)
+            used = await call("incr", key)
         except ValueError:
-            await cache.aset(key, 1, timeout=120)
+            await call("set", key, 1, timeout=120)
             used = 1
     if used > limit:
         retry_after = max(1, int((window + 1) * 60 - now))

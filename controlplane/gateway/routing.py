@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
 
 from controlplane.choices import DesiredState, RolloutStatus
 from controlplane.models import Deployment, InferenceRecord, Rollout
 
+from .cachecalls import call
 from .errors import GatewayError
 
 
@@ -109,10 +109,10 @@ async def _choose(route: Route, session_id: str) -> Target:
     if not session_id:
         return route.canary if random.random() * 100 < route.weight else route.stable
     key = f"gw:sticky:{route.rollout_id}:{session_id}"
-    placed = await cache.aget(key)
+    placed = await call("get", key)
     if placed is None:
         placed = InferenceRecord.CANARY if _bucket(session_id) < route.weight else InferenceRecord.STABLE
-        await cache.aset(key, placed, timeout=route.session_timeout_s)
+        await call("set", key, placed, timeout=route.session_timeout_s)
     return route.canary if placed == InferenceRecord.CANARY else route.stable
 
 

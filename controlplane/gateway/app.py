@@ -1,4 +1,9 @@
-"""The /v1 endpoints: authenticate, route, serve from the cache or proxy to the worker, record once."""
+"""The /v1 endpoints: authenticate, route, serve from the cache or proxy to the worker, record once.
+
+A small Starlette app mounted in front of Django (see ``controlplane/asgi.py``): a gateway must add as little as
+possible to each request, and Django's request cycle costs milliseconds and thread hops that a proxy does not need.
+It uses Django's models, settings and cache like the rest of the control plane; the database is only read on
+token and route cache misses."""
 
 from __future__ import annotations
 
@@ -6,11 +11,14 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.conf import settings
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from controlplane.workerclient import WorkerClient, WorkerUnavailable
 
@@ -43,7 +51,7 @@ class Exchange:
     session_id: str
     stream: bool
     started: float = field(default_factory=time.perf_counter)
-    at: object = field(default_factory=timezone.now)
+    at: datetime = field(default_factory=timezone.now)
     cached: bool = False
     ttft_s: float | None = None
     usage: dict = field(default_factory=dict)
@@ -81,9 +89,28 @@ class Exchange:
         )
 
 
-def parse_body(request) -> dict:
+async def read_body(request: Request) -> bytes:
+    """The body, refused with 413 past ``MAX_REQUEST_BYTES`` (checked on the header and while reading)."""
+    limit = settings.MAX_REQUEST_BYTES
+    too_large = GatewayError(413, f"Request body is larger than the limit of {limit} bytes.", code="request_too_large")
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise GatewayError(400, "Content-Length is not a number.")
+        if int(length) > limit:
+            raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_body(raw: bytes) -> dict:
     try:
-        body = json.loads(request.body or b"")
+        body = json.loads(raw or b"")
     except (ValueError, UnicodeDecodeError) as exc:
         raise GatewayError(400, f"The body is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
@@ -96,52 +123,48 @@ def parse_body(request) -> dict:
     return body
 
 
-def session_of(request, body: dict) -> str:
-    session_id = body.get("session_id") or request.headers.get("X-Session-Id") or ""
+def session_of(request: Request, body: dict) -> str:
+    session_id = body.get("session_id") or request.headers.get("x-session-id") or ""
     if session_id and (not isinstance(session_id, str) or not SESSION_ID.match(session_id)):
         raise GatewayError(400, "'session_id' must be 1-128 letters, digits or . _ : -", param="session_id")
     return session_id
 
 
-def wants_cache(request, body: dict, target: Target, session_id: str) -> bool:
+def wants_cache(request: Request, body: dict, target: Target, session_id: str) -> bool:
     if target.cache_ttl_s <= 0 or session_id or not cache.is_deterministic(body):
         return False
-    bypass = request.headers.get("Cache-Control", "").lower() in ("no-cache", "no-store")
-    return not (bypass or request.headers.get("X-Cache-Bypass") == "1")
+    bypass = request.headers.get("cache-control", "").lower() in ("no-cache", "no-store")
+    return not (bypass or request.headers.get("x-cache-bypass") == "1")
 
 
-@csrf_exempt
-@require_GET
-async def models(request, model: str | None = None):
+async def models(request: Request) -> Response:
     try:
         await authenticate(request)
     except GatewayError as exc:
         return exc.response()
     data = await list_models()
+    model = request.path_params.get("model")
     if model is None:
-        return JsonResponse({"object": "list", "data": data})
+        return JSONResponse({"object": "list", "data": data})
     found = next((row for row in data if row["id"] == model), None)
     if found is None:
         return error_response(404, f"The model {model!r} does not exist.", param="model", code="model_not_found")
-    return JsonResponse(found)
+    return JSONResponse(found)
 
 
-@csrf_exempt
-@require_POST
-async def completions(request):
+async def completions(request: Request) -> Response:
     return await proxy(request, "completions", "/v1/completions")
 
 
-@csrf_exempt
-@require_POST
-async def chat_completions(request):
+async def chat_completions(request: Request) -> Response:
     return await proxy(request, "chat.completions", "/v1/chat/completions")
 
 
-async def proxy(request, endpoint: str, path: str):
+async def proxy(request: Request, endpoint: str, path: str) -> Response:
     try:
         caller = await authenticate(request)
-        body = parse_body(request)
+        raw = await read_body(request)
+        body = parse_body(raw)
         session_id = session_of(request, body)
         target = await resolve(body["model"], session_id)
         await check_rate_limit(caller)
@@ -158,15 +181,12 @@ async def proxy(request, endpoint: str, path: str):
     headers = {"X-Session-Id": session_id} if session_id else {}
     if exchange.stream:
         return await stream(exchange, path, body, headers, key)
-    return await forward(exchange, path, request.body, headers, key)
+    return await forward(exchange, path, raw, headers, key)
 
 
-def _served_headers(response, exchange: Exchange, cache_state: str):
-    response["X-Cache"] = cache_state
-    response["X-Served-By"] = (
-        f"{exchange.target.deployment_name}/{exchange.target.variant}/{exchange.target.cache_scope}"
-    )
-    return response
+def served_headers(exchange: Exchange, cache_state: str) -> dict:
+    target = exchange.target
+    return {"X-Cache": cache_state, "X-Served-By": f"{target.deployment_name}/{target.variant}/{target.cache_scope}"}
 
 
 async def send(exchange: Exchange, path: str, payload: bytes, headers: dict, *, stream: bool = False):
@@ -185,14 +205,21 @@ async def send(exchange: Exchange, path: str, payload: bytes, headers: dict, *, 
         return await worker(fresh).send(path, payload, headers, stream=stream)
 
 
-async def forward(exchange: Exchange, path: str, payload: bytes, headers: dict, key: str | None):
+def unavailable() -> Response:
+    return error_response(
+        503,
+        "The model's worker is not answering; retry shortly.",
+        code="worker_unavailable",
+        retry_after=settings.GATEWAY_RETRY_AFTER_S,
+    )
+
+
+async def forward(exchange: Exchange, path: str, payload: bytes, headers: dict, key: str | None) -> Response:
     try:
         response = await send(exchange, path, payload, headers)
     except WorkerUnavailable as exc:
         await exchange.finish(503, exc.message)
-        return error_response(
-            503, "The model's worker is not answering; retry shortly.", code="worker_unavailable", retry_after=5
-        )
+        return unavailable()
     content = response.content
     if response.status_code != 200:
         await exchange.finish(response.status_code, content[:300].decode(errors="replace"))
@@ -202,8 +229,9 @@ async def forward(exchange: Exchange, path: str, payload: bytes, headers: dict, 
         await cache.put(key, content, exchange.target.cache_ttl_s)
         await cache.count(exchange.target.deployment_id, "bytes_stored", len(content))
     await exchange.finish(200)
-    out = HttpResponse(content, content_type="application/json")
-    return _served_headers(out, exchange, "miss" if key else "bypass")
+    return Response(
+        content, media_type="application/json", headers=served_headers(exchange, "miss" if key else "bypass")
+    )
 
 
 def usage_of(content: bytes) -> tuple[dict, str]:
@@ -215,49 +243,50 @@ def usage_of(content: bytes) -> tuple[dict, str]:
         return {}, ""
 
 
-def passthrough(response, content: bytes) -> HttpResponse:
+def passthrough(response, content: bytes) -> Response:
     """A worker's error, as the worker said it (OpenAI format), with its Retry-After."""
-    out = HttpResponse(
-        content, status=response.status_code, content_type=response.headers.get("content-type", "application/json")
+    headers = {"Retry-After": response.headers["retry-after"]} if "retry-after" in response.headers else {}
+    return Response(
+        content,
+        status_code=response.status_code,
+        media_type=response.headers.get("content-type", "application/json"),
+        headers=headers,
     )
-    if "retry-after" in response.headers:
-        out["Retry-After"] = response.headers["retry-after"]
-    return out
 
 
-async def replay(exchange: Exchange, payload: bytes):
+async def replay(exchange: Exchange, payload: bytes) -> Response:
     exchange.cached = True
     await cache.count(exchange.target.deployment_id, "bytes_served", len(payload))
+    headers = served_headers(exchange, "hit")
     if exchange.stream:
         exchange.ttft_s = time.perf_counter() - exchange.started
-        out = StreamingHttpResponse(iter([payload]), content_type="text/event-stream")
-    else:
-        exchange.usage, exchange.finish_reason = usage_of(payload)
-        out = HttpResponse(payload, content_type="application/json")
+        await exchange.finish(200)
+        return Response(payload, media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
+    exchange.usage, exchange.finish_reason = usage_of(payload)
     await exchange.finish(200)
-    return _served_headers(out, exchange, "hit")
+    return Response(payload, media_type="application/json", headers=headers)
 
 
-async def stream(exchange: Exchange, path: str, body: dict, headers: dict, key: str | None):
+async def stream(exchange: Exchange, path: str, body: dict, headers: dict, key: str | None) -> Response:
     client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     forwarded = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
     try:
         response = await send(exchange, path, json.dumps(forwarded).encode(), headers, stream=True)
     except WorkerUnavailable as exc:
         await exchange.finish(503, exc.message)
-        return error_response(
-            503, "The model's worker is not answering; retry shortly.", code="worker_unavailable", retry_after=5
-        )
+        return unavailable()
     if response.status_code != 200:
         content = await response.aread()
         await response.aclose()
         await exchange.finish(response.status_code, content[:300].decode(errors="replace"))
         return passthrough(response, content)
     relay = SseRelay(exchange, response, client_wants_usage, key)
-    out = StreamingHttpResponse(relay.events(), content_type="text/event-stream")
-    out["Cache-Control"] = "no-cache"
-    out["X-Accel-Buffering"] = "no"
-    return _served_headers(out, exchange, "miss" if key else "bypass")
+    out_headers = {
+        **served_headers(exchange, "miss" if key else "bypass"),
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    }
+    return StreamingResponse(relay.events(), media_type="text/event-stream", headers=out_headers)
 
 
 class SseRelay:
@@ -311,12 +340,34 @@ class SseRelay:
             message = {"error": {"message": "The worker stopped mid-stream.", "type": "api_error", "code": "stream"}}
             yield f"data: {json.dumps(message)}\n\n".encode()
         finally:
-            await self.exchange.finish(
-                status if self.done or status != 200 else 499,
-                error or ("" if self.done else "client went away before the end of the stream"),
-            )
+            if status == 200 and not self.done:
+                status, error = 499, "the client went away before the end of the stream"
+            await self.exchange.finish(status, error)
             await self.response.aclose()
         if self.done and self.key is not None:
             payload = b"".join(self.sent)
             await cache.put(self.key, payload, self.exchange.target.cache_ttl_s)
             await cache.count(self.exchange.target.deployment_id, "bytes_stored", len(payload))
+
+
+async def method_not_allowed(request: Request, exc) -> Response:
+    return error_response(405, f"{request.method} is not allowed here.", code="method_not_allowed")
+
+
+async def not_found(request: Request, exc) -> Response:
+    return error_response(
+        404,
+        f"There is no {request.url.path}; see GET /v1/models, POST /v1/completions and POST /v1/chat/completions.",
+        code="not_found",
+    )
+
+
+app = Starlette(
+    routes=[
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:str}", models, methods=["GET"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    ],
+    exception_handlers={405: method_not_allowed, 404: not_found},
+)
