@@ -263,6 +263,8 @@ WORKER_HEALTH_FAILURES = env_int("WORKER_HEALTH_FAILURES", 3, minimum=1)
 WORKER_BACKOFF_BASE_S = env_float("WORKER_BACKOFF_BASE_S", 1, minimum=0)
 WORKER_BACKOFF_MAX_S = env_float("WORKER_BACKOFF_MAX_S", 60, minimum=0)
 WORKER_BACKOFF_RESET_S = env_float("WORKER_BACKOFF_RESET_S", 120, minimum=0)
+# Compute threads of a CPU worker; 0: all cores but one when the control plane shares the node, else all.
+WORKER_CPU_THREADS = env_int("WORKER_CPU_THREADS", 0, minimum=0, maximum=1024)
 # After a canary is promoted, the replaced worker keeps serving requests already routed to it this long.
 WORKER_RETIRE_GRACE_S = env_float("WORKER_RETIRE_GRACE_S", 5, minimum=0)
 # --- the /v1 gateway -----------------------------------------------------------------------------------------------

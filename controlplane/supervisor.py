@@ -27,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane import runtime
-from controlplane.choices import DeploymentStatus, DesiredState, WorkerEventKind
+from controlplane.choices import DeploymentStatus, DesiredState, NodeRole, WorkerEventKind
 from controlplane.models import Deployment, DeploymentRevision, Node, WorkerEvent
 from controlplane.services.deployments import deployment_changed
 from controlplane.workerclient import WorkerClient, WorkerError, worker_secret
@@ -247,9 +247,13 @@ class Supervisor(runtime.ServiceThread):
         env["WORKER_CONTROL_TOKEN"] = worker_secret(deployment.pk, "control")
         env["WORKER_API_KEY"] = worker_secret(deployment.pk, "api")
         env["PYTHONUNBUFFERED"] = "1"
+        # OpenMP threads that spin after each step take the CPU the control plane (gateway, dashboard) needs.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         gpus = list(deployment.gpus.order_by("index").values_list("index", flat=True))
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
+        elif "OMP_NUM_THREADS" not in os.environ:
+            env["OMP_NUM_THREADS"] = str(self.cpu_threads(deployment))
         env.setdefault("PYTHONPATH", str(settings.BASE_DIR))
         return env
 
@@ -279,6 +283,16 @@ class Supervisor(runtime.ServiceThread):
             self.clock(),
             model_key=(model_version.pk, config["precision"]),
         )
+
+    @staticmethod
+    def cpu_threads(deployment: Deployment) -> int:
+        """Compute threads for a CPU worker: ``WORKER_CPU_THREADS``, or every core but one where the control plane
+        runs on the same node (it needs a core to stay responsive), or all of them."""
+        if settings.WORKER_CPU_THREADS:
+            return settings.WORKER_CPU_THREADS
+        cores = os.cpu_count() or 1
+        shared = deployment.node.is_local and deployment.node.role != NodeRole.WORKER
+        return max(1, cores - 1) if shared else cores
 
     def start_worker(self, deployment: Deployment) -> WorkerProcess:
         revision = deployment.current_revision
