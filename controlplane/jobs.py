@@ -180,6 +180,15 @@ REGISTRY: tuple[Job, ...] = (
         series=(Series("active", "Active rollouts"),),
     ),
     Job(
+        "drift_checks",
+        "controlplane.driftchecks:run_scheduled_checks",
+        every_s=settings.DRIFT_CHECK_INTERVAL_S,
+        max_runtime_s=1800,
+        description="Quality (golden set), latency change points and output distribution of every running "
+        "deployment against its baseline.",
+        series=(Series("drifted", "Checks that found drift"), Series("ok", "Checks without drift")),
+    ),
+    Job(
         "evaluate_alert_rules",
         "controlplane.alerts:evaluate_alert_rules",
         every_s=15,

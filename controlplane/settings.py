@@ -231,6 +231,7 @@ SPECTACULAR_SETTINGS = {
         "DeploymentStatusEnum": "controlplane.choices.DeploymentStatus",
         "AlertKindEnum": "controlplane.choices.AlertKind",
         "WorkerEventKindEnum": "controlplane.choices.WorkerEventKind",
+        "DriftKindEnum": "controlplane.choices.DriftKind",
     },
 }
 
@@ -263,6 +264,12 @@ WORKER_HEALTH_FAILURES = env_int("WORKER_HEALTH_FAILURES", 3, minimum=1)
 WORKER_BACKOFF_BASE_S = env_float("WORKER_BACKOFF_BASE_S", 1, minimum=0)
 WORKER_BACKOFF_MAX_S = env_float("WORKER_BACKOFF_MAX_S", 60, minimum=0)
 WORKER_BACKOFF_RESET_S = env_float("WORKER_BACKOFF_RESET_S", 120, minimum=0)
+# --- drift checks (docs/drift.md) ---------------------------------------------------------------------------------
+DRIFT_CHECK_INTERVAL_S = env_int("DRIFT_CHECK_INTERVAL_S", 900, minimum=60)
+# Latency and output-distribution checks compare the recent window with the reference window just before it.
+DRIFT_RECENT_WINDOW_S = env_int("DRIFT_RECENT_WINDOW_S", 900, minimum=60)
+DRIFT_REFERENCE_WINDOW_S = env_int("DRIFT_REFERENCE_WINDOW_S", 6 * 3600, minimum=300)
+DRIFT_MIN_GOLDEN_ITEMS = env_int("DRIFT_MIN_GOLDEN_ITEMS", 10, minimum=1)
 # Compute threads of a CPU worker; 0: all cores but one when the control plane shares the node, else all.
 WORKER_CPU_THREADS = env_int("WORKER_CPU_THREADS", 0, minimum=0, maximum=1024)
 # After a canary is promoted, the replaced worker keeps serving requests already routed to it this long.

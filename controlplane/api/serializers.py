@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.choices import RolloutStrategy
+from controlplane.choices import DriftKind, RolloutStrategy
 from controlplane.models import (
     GPU,
     ApiToken,
     AuditEvent,
     Deployment,
     DeploymentRevision,
+    DriftCheck,
     GoldenSet,
     ModelVersion,
     Node,
@@ -283,6 +284,19 @@ class RolloutSerializer(serializers.ModelSerializer):
     result_revision = serializers.IntegerField(source="result_revision.number", read_only=True, default=None)
     weight = serializers.IntegerField(read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    traffic = serializers.SerializerMethodField(help_text="Requests served since the rollout began, per version.")
+
+    def get_traffic(self, obj) -> dict:
+        from django.db.models import Count
+
+        from controlplane.models import InferenceRecord
+
+        until = obj.finished_at
+        rows = InferenceRecord.objects.filter(deployment_id=obj.deployment_id, at__gte=obj.created_at)
+        if until is not None:
+            rows = rows.filter(at__lte=until)
+        counts = dict(rows.values_list("variant").annotate(n=Count("id")))
+        return {"stable": counts.get("stable", 0), "canary": counts.get("canary", 0)}
 
     class Meta:
         model = Rollout
@@ -308,6 +322,7 @@ class RolloutSerializer(serializers.ModelSerializer):
             "failed_gate",
             "reason",
             "figures",
+            "traffic",
             "comment",
             "created_by",
             "created_at",
@@ -344,3 +359,38 @@ class GoldenSetSerializer(StrictMixin, serializers.ModelSerializer):
 
     def get_item_count(self, obj) -> int:
         return len(obj.items)
+
+
+class DriftCheckSerializer(serializers.ModelSerializer):
+    deployment_name = serializers.CharField(source="deployment.name", read_only=True)
+    model_version_label = serializers.StringRelatedField(source="model_version")
+
+    class Meta:
+        model = DriftCheck
+        fields = [
+            "id",
+            "deployment",
+            "deployment_name",
+            "kind",
+            "verdict",
+            "statistic",
+            "threshold",
+            "reason",
+            "revision",
+            "model_version",
+            "model_version_label",
+            "trigger",
+            "started_at",
+            "duration_s",
+            "data",
+        ]
+        read_only_fields = fields
+
+
+class DriftRunSerializer(StrictMixin, serializers.Serializer):
+    kinds = serializers.ListField(
+        child=serializers.ChoiceField(choices=DriftKind.choices),
+        required=False,
+        allow_empty=False,
+        help_text="Default: all kinds.",
+    )

@@ -9,7 +9,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from controlplane import quality, rollouts
+from controlplane import driftchecks, quality, rollouts
 from controlplane.choices import AuditSource, Role
 from controlplane.gateway import cache as response_cache
 from controlplane.models import (
@@ -17,6 +17,7 @@ from controlplane.models import (
     ApiToken,
     AuditEvent,
     Deployment,
+    DriftCheck,
     GoldenSet,
     ModelVersion,
     Node,
@@ -197,6 +198,25 @@ class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
         rollout = rollouts.create_rollout(self.actor, deployment, **body.validated_data)
         return Response(serializers.RolloutSerializer(rollout).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=serializers.DriftRunSerializer, responses={201: serializers.DriftCheckSerializer(many=True)})
+    @action(detail=True, methods=["post"], url_path="drift-checks")
+    def drift_checks(self, request, pk=None):
+        """Run drift checks on this deployment now (operator)."""
+        deployment = self.get_object()
+        body = serializers.DriftRunSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        checks = driftchecks.run_checks(deployment, body.validated_data.get("kinds"), trigger="manual")
+        audit.record(self.actor, "drift_check.run", deployment, after={check.kind: check.verdict for check in checks})
+        return Response(serializers.DriftCheckSerializer(checks, many=True).data, status=status.HTTP_201_CREATED)
+
+
+class DriftCheckViewSet(viewsets.ReadOnlyModelViewSet):
+    """Drift checks with their statistic, threshold, verdict and the data they used."""
+
+    queryset = DriftCheck.objects.select_related("deployment", "model_version")
+    serializer_class = serializers.DriftCheckSerializer
+    filterset_fields = ["deployment", "kind", "verdict", "trigger"]
+
 
 class RolloutViewSet(ActorMixin, viewsets.ReadOnlyModelViewSet):
     """Rollouts and their manual controls. Illegal transitions (promoting a rolled-back rollout…) get 409."""
@@ -337,7 +357,7 @@ class ApiTokenViewSet(
     """Personal API tokens. Everyone manages their own; admins manage everyone's. DELETE revokes."""
 
     serializer_class = serializers.ApiTokenSerializer
-    role_for_action = {"create": Role.VIEWER, "destroy": Role.VIEWER}
+    role_for_action = {"create": Role.VIEWER, "destroy": Role.VIEWER}  # own tokens; the queryset limits the rest
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user

@@ -4,6 +4,7 @@ from .accounts import ApiToken, User
 from .alerts import Alert, AlertCondition, AlertRule, Notification, NotificationAttempt
 from .audit import AuditEvent
 from .deployments import Deployment, DeploymentRevision, WorkerEvent
+from .drift import DriftCheck
 from .gateway import InferenceRecord
 from .inventory import GPU, Node
 from .jobs import JobRun, JobRunRequest, JobState, SchedulerLease
@@ -20,6 +21,7 @@ __all__ = [
     "AuditEvent",
     "Deployment",
     "DeploymentRevision",
+    "DriftCheck",
     "GoldenSet",
     "InferenceRecord",
     "JobRun",

@@ -50,6 +50,7 @@ def deployment_detail(request, pk):
         "worker": workers.live_state(deployment) if deployment.worker_url else None,
         "events": deployment.worker_events.all()[:15],
         "cache": response_cache.stats(deployment.pk),
+        "rollouts": deployment.rollouts.select_related("target_model_version")[:20],
     }
     return render(request, "deployments/detail.html", context)
 

@@ -280,3 +280,11 @@ def test_the_scheduled_job_moves_every_active_rollout_on(rollout, actor, model_v
     result = rollouts.advance_all(now=timezone.now())
     assert result == {"active": 2, "moved": 2, "errors": {}}
     assert {r.status for r in Rollout.objects.all()} == {RolloutStatus.RUNNING}
+
+
+def test_the_api_counts_the_requests_each_version_served(clients, rollout, deployment):
+    start = timezone.now()
+    records(deployment, "stable", 7, at=start)
+    records(deployment, "canary", 3, at=start)
+    body = clients[Role.VIEWER].get(f"/api/v1/rollouts/{rollout.pk}/").json()
+    assert body["traffic"] == {"stable": 7, "canary": 3}

@@ -1,0 +1,235 @@
+"""Drift checks on deployments: quality (a golden set through the worker), latency (a change point in the
+gateway's request latencies and times to first token), and the output distribution (lengths, recent window
+against a reference window). The statistics are in ``controlplane.monitoring.drift``; this module gathers the data,
+stores each check with its statistic, threshold, verdict and data, and tells the alerts.
+
+Baselines: the golden set's recorded outputs were produced by its model version as shipped, so their agreement
+baseline is 1; the perplexity baseline is the first measurement on a deployment that serves the model as shipped
+(precision as stored, router weights neutral), kept on the golden set.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from controlplane.choices import DeploymentStatus, DesiredState, DriftKind, DriftVerdict
+from controlplane.models import Deployment, DriftCheck, InferenceRecord
+from controlplane.monitoring import drift as stats
+from controlplane.quality import golden_for
+from controlplane.workerclient import WorkerClient, WorkerError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["run_checks", "run_scheduled_checks"]
+
+
+def _as_shipped(deployment: Deployment) -> bool:
+    config = deployment.config
+    weights = config.get("router_weights")
+    neutral = weights is None or all(abs(w - 1.0) < 1e-9 for w in weights)
+    return neutral and config.get("precision") == deployment.model_version.precision
+
+
+def check_quality(deployment: Deployment, client: WorkerClient) -> dict:
+    version = deployment.model_version
+    golden = golden_for(version)
+    if golden is None:
+        return {"verdict": DriftVerdict.INCONCLUSIVE, "reason": f"{version} has no golden set; upload one"}
+    perplexity = float(client.perplexity(golden.texts())["perplexity"])
+    outputs, references = [], []
+    for item in golden.items:
+        answer = client.complete(item["prompt"], max_tokens=item.get("max_tokens", 32), temperature=0.0)
+        outputs.append(answer["choices"][0]["text"])
+        references.append(item.get("output") or item["reference"])
+    recorded = all(item.get("output") for item in golden.items)
+    baseline = dict(golden.baseline or {})
+    if _as_shipped(deployment) and "perplexity" not in baseline:
+        baseline["perplexity"] = perplexity
+        if not recorded:
+            scores = [stats.agreement(list(o), list(r)) for o, r in zip(outputs, references, strict=True)]
+            baseline["agreement"] = sum(scores) / len(scores)
+        golden.baseline = {**baseline, "measured_on": deployment.name, "revision": deployment.current_revision.number}
+        golden.save(update_fields=["baseline"])
+    config = stats.QualityConfig(min_items=settings.DRIFT_MIN_GOLDEN_ITEMS)
+    result = stats.quality_check(
+        [list(o) for o in outputs],
+        [list(r) for r in references],
+        baseline_agreement=1.0 if recorded else baseline.get("agreement", 1.0),
+        perplexity=perplexity,
+        baseline_perplexity=baseline.get("perplexity"),
+        config=config,
+    )
+    data = result.as_dict() if hasattr(result, "as_dict") else dict(result.__dict__)
+    data.update(outputs=outputs, golden_set=golden.pk, items=len(golden.items))
+    statistic = result.agreement_drop if result.agreement_drop is not None else None
+    return {
+        "verdict": result.verdict,
+        "reason": result.reason,
+        "statistic": statistic,
+        "threshold": config.max_agreement_drop,
+        "data": data,
+    }
+
+
+def _windows(deployment: Deployment, now: datetime) -> tuple[list[InferenceRecord], list[InferenceRecord]]:
+    """Served, uncached requests: the reference window before the recent window, and the recent window."""
+    recent_start = now - timedelta(seconds=settings.DRIFT_RECENT_WINDOW_S)
+    reference_start = recent_start - timedelta(seconds=settings.DRIFT_REFERENCE_WINDOW_S)
+    rows = list(
+        InferenceRecord.objects.filter(
+            deployment=deployment, at__gte=reference_start, at__lt=now, cached=False, status_code__lt=400
+        ).order_by("at")
+    )
+    return [r for r in rows if r.at < recent_start], [r for r in rows if r.at >= recent_start]
+
+
+def check_latency(deployment: Deployment, now: datetime) -> dict:
+    reference, recent = _windows(deployment, now)
+    config = stats.ChangePointConfig(family_size=2)
+    results = {}
+    for field in ("latency_s", "ttft_s"):
+        base = [getattr(r, field) for r in reference if getattr(r, field)]
+        series = [getattr(r, field) for r in recent if getattr(r, field)]
+        if len(base) < config.min_baseline or not series:
+            continue
+        results[field] = stats.detect(base, series, config)
+    if not results:
+        return {
+            "verdict": DriftVerdict.INCONCLUSIVE,
+            "reason": f"not enough requests: {len(reference)} in the "
+            f"reference window (need {config.min_baseline}), {len(recent)} recent",
+            "data": {"reference": len(reference), "recent": len(recent)},
+        }
+    worst = max(results.values(), key=lambda r: r.statistic / max(r.threshold, 1e-9))
+    drifted = [name for name, r in results.items() if r.verdict == stats.Verdict.DRIFT]
+    verdict = DriftVerdict.DRIFT if drifted else DriftVerdict.OK
+    reason = "; ".join(f"{name}: {r.reason}" for name, r in results.items())
+    return {
+        "verdict": verdict,
+        "reason": reason,
+        "statistic": worst.statistic,
+        "threshold": worst.threshold,
+        "data": {name: r.as_dict() for name, r in results.items()},
+    }
+
+
+def check_distribution(deployment: Deployment, now: datetime) -> dict:
+    reference, recent = _windows(deployment, now)
+    ref = {"length": [r.completion_tokens for r in reference if r.completion_tokens]}
+    cur = {"length": [r.completion_tokens for r in recent if r.completion_tokens]}
+    result = stats.compare_outputs(ref, cur, stats.DistributionConfig())
+    data = result.as_dict()
+    p_values = [t.get("p_value") for t in data.get("tests", []) if t.get("p_value") is not None]
+    return {
+        "verdict": result.verdict,
+        "reason": result.reason,
+        "statistic": min(p_values) if p_values else None,
+        "threshold": result.alpha,
+        "data": data,
+    }
+
+
+def run_checks(
+    deployment: Deployment,
+    kinds: list[str] | None = None,
+    *,
+    trigger: str = "scheduled",
+    now: datetime | None = None,
+    client: WorkerClient | None = None,
+) -> list[DriftCheck]:
+    """Run the checks of ``kinds`` (default: all) on ``deployment``, store them, and signal the alerts."""
+    now = now or timezone.now()
+    kinds = kinds or list(DriftKind.values)
+    checks = []
+    for kind in kinds:
+        started = time.perf_counter()
+        try:
+            outcome = _run_one(deployment, kind, now, client)
+        except WorkerError as exc:
+            outcome = {"verdict": DriftVerdict.ERROR, "reason": f"the worker could not be asked: {exc.message}"}
+        except Exception as exc:
+            logger.exception("drift check %s on %s failed", kind, deployment.name)
+            outcome = {"verdict": DriftVerdict.ERROR, "reason": f"{type(exc).__name__}: {exc}"}
+        check = DriftCheck.objects.create(
+            deployment=deployment,
+            kind=kind,
+            verdict=str(outcome["verdict"]),
+            statistic=outcome.get("statistic"),
+            threshold=outcome.get("threshold"),
+            reason=outcome.get("reason", "")[:5000],
+            data=_json_safe(outcome.get("data", {})),
+            revision=deployment.current_revision.number,
+            model_version=deployment.model_version,
+            trigger=trigger,
+            started_at=now,
+            duration_s=time.perf_counter() - started,
+        )
+        _signal(check)
+        checks.append(check)
+    return checks
+
+
+def _run_one(deployment, kind, now, client):
+    if kind == DriftKind.QUALITY:
+        if client is None:
+            if not deployment.worker_url:
+                return {"verdict": DriftVerdict.INCONCLUSIVE, "reason": "no worker is serving this deployment"}
+            client = WorkerClient.for_deployment(deployment.pk, deployment.worker_url)
+        return check_quality(deployment, client)
+    if kind == DriftKind.LATENCY:
+        return check_latency(deployment, now)
+    if kind == DriftKind.DISTRIBUTION:
+        return check_distribution(deployment, now)
+    raise ValueError(f"unknown drift check {kind!r}")
+
+
+def _json_safe(value):
+    import json
+
+    from controlplane.alerts.evaluators import json_safe
+
+    return json.loads(json.dumps(json_safe(value), default=str))
+
+
+def _signal(check: DriftCheck) -> None:
+    """A drift verdict fires the deployment's drift alert for this kind; an ok verdict clears it."""
+    if check.verdict not in (DriftVerdict.DRIFT, DriftVerdict.OK):
+        return
+    from controlplane.alerts import signal
+
+    firing = check.verdict == DriftVerdict.DRIFT
+    values = {"statistic": check.statistic, "threshold": check.threshold, "revision": check.revision}
+    series = [
+        (c.started_at, c.statistic)
+        for c in reversed(
+            list(DriftCheck.objects.filter(deployment=check.deployment, kind=check.kind, statistic__isnull=False)[:48])
+        )
+    ]
+    try:
+        signal(
+            "drift",
+            check.deployment,
+            check.kind,
+            firing,
+            title=f"{check.get_kind_display()} drift on {check.deployment.name}",
+            summary=check.reason,
+            values=values,
+            series=series or None,
+        )
+    except Exception:
+        logger.exception("could not signal the drift alert of %s", check)
+
+
+def run_scheduled_checks(now: datetime | None = None) -> dict:
+    """The scheduled job: every running deployment, every kind."""
+    deployments = Deployment.objects.filter(desired_state=DesiredState.RUNNING, status=DeploymentStatus.RUNNING)
+    verdicts: dict[str, int] = {}
+    for deployment in deployments.select_related("current_revision__model_version"):
+        for check in run_checks(deployment, now=now):
+            verdicts[check.verdict] = verdicts.get(check.verdict, 0) + 1
+    return {"deployments": deployments.count(), "drifted": verdicts.get(DriftVerdict.DRIFT, 0), **verdicts}
