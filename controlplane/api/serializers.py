@@ -318,6 +318,7 @@ class RolloutSerializer(serializers.ModelSerializer):
             "step_started_at",
             "gates",
             "canary_url",
+            "canary_pid",
             "canary_ready_at",
             "failed_gate",
             "reason",
