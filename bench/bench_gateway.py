@@ -1,10 +1,10 @@
 """Gateway figures, measured side by side in one run against a real control plane and worker (demo model, CPU):
 
-  1. response cache: hit vs miss latency for the same prompt (misses use distinct seeds, so each is generated);
-  2. gateway overhead: p50 through the gateway vs straight to the worker, concurrency 1 and 16, interleaved rounds;
-  3. with --fresh-clone: seconds from `make run` on a fresh clone to the first answer from the gateway.
+1. response cache: hit vs miss latency for the same prompt (misses use distinct seeds, so each is generated);
+2. gateway overhead: p50 through the gateway vs straight to the worker, concurrency 1 and 16, interleaved rounds;
+3. with --fresh-clone: seconds from `make run` on a fresh clone to the first answer from the gateway.
 
-    .venv/bin/python bench/bench_gateway.py [--rounds 5] [--fresh-clone]
+  .venv/bin/python bench/bench_gateway.py [--rounds 5] [--fresh-clone]
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ def cache_figures(plane: ControlPlane, n: int) -> dict:
 def worker_target(plane: ControlPlane) -> tuple[str, dict]:
     with plane.api() as api:
         deployment = api.get("/api/v1/deployments/").json()["results"][0]
-    key = hmac.new(plane.environment()["SECRET_KEY"].encode(), f"lcp-worker:api:{deployment['id']}".encode(),
-                   hashlib.sha256).hexdigest()
+    key = hmac.new(
+        plane.environment()["SECRET_KEY"].encode(), f"lcp-worker:api:{deployment['id']}".encode(), hashlib.sha256
+    ).hexdigest()
     return deployment["worker_url"], {"Authorization": f"Bearer {key}"}
 
 
@@ -107,8 +108,14 @@ def fresh_clone_figure() -> float:
     port = free_port()
     env = {**os.environ, "ADMIN_PASSWORD": "fresh-clone-pass-1", "VAR_DIR": str(clone / "var")}
     started = time.perf_counter()
-    make = subprocess.Popen(["make", "run", f"PORT={port}"], cwd=clone, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    make = subprocess.Popen(
+        ["make", "run", f"PORT={port}"],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         python = clone / ".venv" / "bin" / "python"
         wait_for(lambda: python.exists(), timeout=900, interval=1, what="the virtualenv")
@@ -117,14 +124,22 @@ def fresh_clone_figure() -> float:
         def answered():
             nonlocal token
             if token is None:
-                out = subprocess.run([str(python), "manage.py", "create_api_token", "admin"], cwd=clone, env=env,
-                                     capture_output=True, text=True)
+                out = subprocess.run(
+                    [str(python), "manage.py", "create_api_token", "admin"],
+                    cwd=clone,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                )
                 if out.returncode != 0:
                     return False
                 token = out.stdout.strip().splitlines()[-1]
-            response = httpx.post(f"http://127.0.0.1:{port}/v1/completions", timeout=60,
-                                  headers={"Authorization": f"Bearer {token}"},
-                                  json={"model": "demo", "prompt": "Return the", "max_tokens": 8})
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/v1/completions",
+                timeout=60,
+                headers={"Authorization": f"Bearer {token}"},
+                json={"model": "demo", "prompt": "Return the", "max_tokens": 8},
+            )
             return response.status_code == 200
 
         wait_for(answered, timeout=1800, interval=1, what="the first answer")
@@ -158,8 +173,10 @@ def main() -> None:
     print(f"  {'concurrency':>11} {'direct p50':>12} {'gateway p50':>12} {'added':>9}   requests each")
     for concurrency, row in overhead.items():
         added = (row["gateway_p50"] - row["direct_p50"]) * 1000
-        print(f"  {concurrency:>11} {row['direct_p50'] * 1000:>10.1f}ms {row['gateway_p50'] * 1000:>10.1f}ms "
-              f"{added:>7.1f}ms   {row['n']}  (target: at most 5 ms added)")
+        print(
+            f"  {concurrency:>11} {row['direct_p50'] * 1000:>10.1f}ms {row['gateway_p50'] * 1000:>10.1f}ms "
+            f"{added:>7.1f}ms   {row['n']}  (target: at most 5 ms added)"
+        )
     if args.fresh_clone:
         seconds = fresh_clone_figure()
         print(f"\nFrom `make run` on a fresh clone to the first answer from the gateway: {seconds:.0f} s")

@@ -53,17 +53,31 @@ class ControlPlane:
 
     def environment(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
-        env.update({
-            "VAR_DIR": str(self.var_dir), "SECRET_KEY": "e2e-" + "k" * 60, "ADMIN_PASSWORD": "e2e-admin-password-1",
-            "WORKER_HEALTH_INTERVAL_S": "0.5", "WORKER_BACKOFF_BASE_S": "0.2", "GATEWAY_ROUTE_CACHE_S": "0.2",
-            "GATEWAY_TOKEN_CACHE_S": "0", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "VAR_DIR": str(self.var_dir),
+                "SECRET_KEY": "e2e-" + "k" * 60,
+                "ADMIN_PASSWORD": "e2e-admin-password-1",
+                "WORKER_HEALTH_INTERVAL_S": "0.5",
+                "WORKER_BACKOFF_BASE_S": "0.2",
+                "GATEWAY_ROUTE_CACHE_S": "0.2",
+                "GATEWAY_TOKEN_CACHE_S": "0",
+                "LOG_LEVEL": "INFO",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.env)
         return env
 
     def manage(self, *args: str) -> str:
-        result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.environment(),
-                                capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
@@ -75,8 +89,12 @@ class ControlPlane:
     def start(self, *, wait_ready: bool = True) -> None:
         log = (self.var_dir / "serve.log").open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(self.port)], cwd=ROOT, env=self.environment(),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "manage.py", "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         if wait_ready:
             wait_for(lambda: httpx.get(self.url + "/readyz", timeout=5).status_code == 200, what="/readyz")

@@ -46,21 +46,29 @@ def test_first_start_deploys_the_demo_model_and_the_gateway_answers_the_openai_c
     assert demo["name"] == "demo" and demo["status"] == "running" and demo["worker_pid"]
     client = openai_client(plane)
     assert [m.id for m in client.models.list().data] == ["demo"]
-    chat = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "Return the"}],
-                                          max_tokens=16, temperature=0)
+    chat = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "Return the"}], max_tokens=16, temperature=0
+    )
     assert chat.choices[0].message.content and chat.usage.completion_tokens == 16
     completion = client.completions.create(model="demo", prompt="This module provides", max_tokens=8, seed=3)
     assert completion.choices[0].text and completion.usage.prompt_tokens > 0
-    chunks = list(client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "If"}],
-                                                 max_tokens=10, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": "If"}], max_tokens=10, stream=True
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text and all(c.choices for c in chunks)  # the usage chunk is not shown to a client that did not ask
 
 
 def test_a_streamed_answer_reports_usage_when_asked(plane):
     stream = openai_client(plane).chat.completions.create(
-        model="demo", messages=[{"role": "user", "content": "Raise"}], max_tokens=6, stream=True,
-        stream_options={"include_usage": True})
+        model="demo",
+        messages=[{"role": "user", "content": "Raise"}],
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
 
@@ -72,25 +80,31 @@ def test_deterministic_answers_come_from_the_cache_until_the_config_changes(plan
     second = httpx.post(plane.url + "/v1/completions", json=body, headers=headers, timeout=120)
     assert first.headers["X-Cache"] == "miss" and second.headers["X-Cache"] == "hit"
     assert second.json()["choices"] == first.json()["choices"]
-    bypass = httpx.post(plane.url + "/v1/completions", json=body, headers={**headers, "Cache-Control": "no-cache"},
-                        timeout=120)
+    bypass = httpx.post(
+        plane.url + "/v1/completions", json=body, headers={**headers, "Cache-Control": "no-cache"}, timeout=120
+    )
     assert bypass.headers["X-Cache"] == "bypass"
     stats = api.get(f"/api/v1/deployments/{demo['id']}/cache/").json()
     assert stats["hits"] >= 1 and stats["misses"] >= 1 and stats["bytes_served"] > 0
     # a config change is a new revision: the old answer is not served again
     revision = api.patch(f"/api/v1/deployments/{demo['id']}/", json={"config": {"max_wait_ms": 2}}).json()["revision"]
-    wait_for(lambda: api.get(f"/api/v1/deployments/{demo['id']}/").json()["applied_revision"] == revision,
-             what="the new revision to be applied")
+    wait_for(
+        lambda: api.get(f"/api/v1/deployments/{demo['id']}/").json()["applied_revision"] == revision,
+        what="the new revision to be applied",
+    )
     after = httpx.post(plane.url + "/v1/completions", json=body, headers=headers, timeout=120)
     assert after.headers["X-Cache"] == "miss" and after.headers["X-Served-By"] == f"demo/stable/r{revision}"
 
 
 def test_a_config_change_reaches_the_worker_live(api, demo):
     weights = [1, 1, 1, 2, 1, 1, 1, 0.5]
-    body = api.patch(f"/api/v1/deployments/{demo['id']}/", json={"config": {"max_batch_size": 12,
-                                                                          "router_weights": weights}}).json()
-    wait_for(lambda: api.get(f"/api/v1/deployments/{demo['id']}/").json()["applied_revision"] == body["revision"],
-             what="the revision to be applied")
+    body = api.patch(
+        f"/api/v1/deployments/{demo['id']}/", json={"config": {"max_batch_size": 12, "router_weights": weights}}
+    ).json()
+    wait_for(
+        lambda: api.get(f"/api/v1/deployments/{demo['id']}/").json()["applied_revision"] == body["revision"],
+        what="the revision to be applied",
+    )
     live = api.get(f"/api/v1/deployments/{demo['id']}/worker/").json()
     assert live["config"]["max_batch_size"] == 12 and live["config"]["router_weights"] == weights
     assert live["stats"]["rss_bytes"] > 0 and live["stats"]["weight_bytes"] > 0
@@ -99,8 +113,12 @@ def test_a_config_change_reaches_the_worker_live(api, demo):
 def test_sessions_are_listed_and_can_be_ended(plane, api):
     client = openai_client(plane)
     for turn in ("Return the", " and then"):
-        client.chat.completions.create(model="demo", messages=[{"role": "user", "content": turn}], max_tokens=4,
-                                       extra_body={"session_id": "e2e-conversation"})
+        client.chat.completions.create(
+            model="demo",
+            messages=[{"role": "user", "content": turn}],
+            max_tokens=4,
+            extra_body={"session_id": "e2e-conversation"},
+        )
     sessions = api.get("/api/v1/sessions/").json()["results"]
     mine = [s for s in sessions if s["id"] == "e2e-conversation"]
     assert mine and mine[0]["kv_cache_bytes"] > 0 and mine[0]["deployment_name"] == "demo"
@@ -120,8 +138,9 @@ def test_usage_is_counted_per_token_and_deployment(api):
 
 
 def test_a_rate_limited_token_gets_429_with_retry_after(plane, api):
-    token = api.post("/api/v1/tokens/", json={"name": "limited", "scope": "inference",
-                                              "rate_limit_per_minute": 2}).json()["token"]
+    token = api.post(
+        "/api/v1/tokens/", json={"name": "limited", "scope": "inference", "rate_limit_per_minute": 2}
+    ).json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
     body = {"model": "demo", "prompt": "x", "max_tokens": 1}
     statuses = [httpx.post(plane.url + "/v1/completions", json=body, headers=headers, timeout=60) for _ in range(3)]
@@ -140,8 +159,11 @@ def test_killing_the_worker_under_load_only_fails_requests_in_flight_and_it_come
     def load():
         with httpx.Client(timeout=120) as http:
             while not stop.is_set():
-                response = http.post(plane.url + "/v1/completions", headers={"Authorization": f"Bearer {plane.token}"},
-                                     json={"model": "demo", "prompt": "If", "max_tokens": 8, "temperature": 0.9})
+                response = http.post(
+                    plane.url + "/v1/completions",
+                    headers={"Authorization": f"Bearer {plane.token}"},
+                    json={"model": "demo", "prompt": "If", "max_tokens": 8, "temperature": 0.9},
+                )
                 results.append(response.status_code)
 
     threads = [threading.Thread(target=load) for _ in range(4)]
@@ -149,8 +171,13 @@ def test_killing_the_worker_under_load_only_fails_requests_in_flight_and_it_come
         thread.start()
     wait_for(lambda: results.count(200) >= 4, what="load to be served")
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: api.get(f"/api/v1/deployments/{demo['id']}/").json()["worker_pid"] not in (pid, None)
-             and api.get(f"/api/v1/deployments/{demo['id']}/").json()["status"] == "running", what="the restart")
+    wait_for(
+        lambda: (
+            api.get(f"/api/v1/deployments/{demo['id']}/").json()["worker_pid"] not in (pid, None)
+            and api.get(f"/api/v1/deployments/{demo['id']}/").json()["status"] == "running"
+        ),
+        what="the restart",
+    )
     served_after = results.count(200)
     wait_for(lambda: results.count(200) >= served_after + 4, what="requests to succeed after the restart")
     stop.set()
