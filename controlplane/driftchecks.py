@@ -43,7 +43,9 @@ def check_quality(deployment: Deployment, client: WorkerClient) -> dict:
     perplexity = float(client.perplexity(golden.texts())["perplexity"])
     outputs, references = [], []
     for item in golden.items:
-        answer = client.complete(item["prompt"], max_tokens=item.get("max_tokens", 32), temperature=0.0)
+        answer = client.complete(
+            deployment.name, item["prompt"], max_tokens=item.get("max_tokens", 32), temperature=0.0
+        )
         outputs.append(answer["choices"][0]["text"])
         references.append(item.get("output") or item["reference"])
     recorded = all(item.get("output") for item in golden.items)

@@ -109,14 +109,14 @@ def _agreement(output: str, reference: str) -> float:
     return difflib.SequenceMatcher(None, output[:size], reference[:size], autojunk=False).ratio()
 
 
-def score(client: WorkerClient, golden: GoldenSet) -> dict:
+def score(client: WorkerClient, golden: GoldenSet, model: str) -> dict:
     """Score a worker on a golden set: perplexity of the texts (see ``GoldenSet.texts``), and agreement of its
     greedy continuation of each prompt with the recorded output (or the reference). The outputs are kept so that a
     person can see what changed."""
     perplexity = client.perplexity(golden.texts())
     outputs, agreements = [], []
     for item in golden.items:
-        answer = client.complete(item["prompt"], max_tokens=item.get("max_tokens", 32), temperature=0.0)
+        answer = client.complete(model, item["prompt"], max_tokens=item.get("max_tokens", 32), temperature=0.0)
         text = answer["choices"][0]["text"]
         outputs.append(text)
         agreements.append(_agreement(text, item.get("output") or item["reference"]))

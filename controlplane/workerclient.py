@@ -176,11 +176,14 @@ class WorkerClient:
     def perplexity(self, texts: list[str]) -> dict:
         return self._control("POST", "/control/perplexity", json={"texts": texts}, timeout=LOAD_TIMEOUT)
 
-    def complete(self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0, seed: int | None = 0) -> dict:
-        """One completion, synchronously (jobs and gates score golden sets this way)."""
+    def complete(
+        self, model: str, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0, seed: int | None = 0
+    ) -> dict:
+        """One completion of ``model`` (the id the worker serves: the deployment's name), synchronously (jobs and
+        gates score golden sets this way)."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         body = {
-            "model": "default",
+            "model": model,
             "prompt": prompt,
             "max_tokens": max_tokens,
             "temperature": temperature,
