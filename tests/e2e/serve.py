@@ -1,0 +1,127 @@
+"""Running the real control plane (``manage.py serve``: uvicorn, supervisor, a real worker) for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 120.0, interval: float = 0.2, what: str = "condition"):
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+            if result:
+                return result
+        except Exception as exc:  # the server may not be up yet
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error})")
+
+
+@dataclass
+class ControlPlane:
+    """One ``manage.py serve`` process with its own database and var directory."""
+
+    var_dir: Path
+    port: int = field(default_factory=free_port)
+    env: dict = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+    token: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
+        env.update(
+            {
+                "VAR_DIR": str(self.var_dir),
+                "SECRET_KEY": "e2e-" + "k" * 60,
+                "ADMIN_PASSWORD": "e2e-admin-password-1",
+                "WORKER_HEALTH_INTERVAL_S": "0.5",
+                "WORKER_BACKOFF_BASE_S": "0.2",
+                "GATEWAY_ROUTE_CACHE_S": "0.2",
+                "GATEWAY_TOKEN_CACHE_S": "0",
+                "LOG_LEVEL": "INFO",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.env)
+        return env
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def prepare(self) -> None:
+        self.manage("migrate", "--noinput", "-v0")
+        self.manage("ensure_admin")
+        self.token = self.manage("create_api_token", "admin", "--name", "e2e").strip().splitlines()[-1]
+
+    def start(self, *, wait_ready: bool = True) -> None:
+        log = (self.var_dir / "serve.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        if wait_ready:
+            wait_for(lambda: httpx.get(self.url + "/readyz", timeout=5).status_code == 200, what="/readyz")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        os.killpg(self.process.pid, sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait(10)
+
+    def log(self) -> str:
+        return (self.var_dir / "serve.log").read_text(errors="replace")
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
