@@ -13,7 +13,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint check venv venv-dev bench clean demo-model browser
+.PHONY: run test lint venv venv-dev bench clean demo-model
 
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
@@ -47,6 +47,10 @@ $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
 	$(TORCH_INSTALL)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(VENV)/.installed $@
+
+# Retrain the bundled demo model from Python's own docstrings (deterministic: seed 0 gives the committed weights).
+demo-model: $(VENV)/.installed
+	$(BIN)/python -m inference train-demo --seed 0
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,4 +1,8 @@
-"""Golden set: fixed prompts with the model's temperature-0 outputs, stored beside the checkpoint for drift checks."""
+"""Golden set: fixed prompts with the model's temperature-0 outputs, stored beside the checkpoint for drift checks.
+
+Two kinds of items: fixed prompts with the model's output (did the model change?), and held-out docstrings cut
+into a prompt and the real text that follows (``reference``: how well does the model predict real text? Perplexity
+on references compares different versions fairly, where agreement with one version's outputs would not)."""
 
 from __future__ import annotations
 
@@ -22,14 +26,44 @@ PROMPTS = (
     "This function is called when ",
 )
 MAX_TOKENS = 48
+HELDOUT_ITEMS = 16
+PROMPT_CHARS = 40
+REFERENCE_CHARS = 160
+
+
+def heldout_pairs(count: int = HELDOUT_ITEMS) -> list[tuple[str, str]]:
+    """(prompt, reference) pairs cut from the held-out docstrings at a word boundary (deterministic)."""
+    from inference.corpus import heldout_texts
+
+    pairs = []
+    for text in heldout_texts():
+        text = " ".join(text.split())
+        if len(text) < PROMPT_CHARS + REFERENCE_CHARS:
+            continue
+        cut = text.rfind(" ", 0, PROMPT_CHARS) + 1 or PROMPT_CHARS
+        pairs.append((text[:cut], text[cut : cut + REFERENCE_CHARS]))
+        if len(pairs) == count:
+            break
+    return pairs
 
 
 def golden_records(engine: Engine, prompts: tuple[str, ...] = PROMPTS, max_tokens: int = MAX_TOKENS) -> list[dict]:
-    """Temperature-0 completions of ``prompts`` through the engine's active model."""
+    """Temperature-0 completions of ``prompts`` and of the held-out prompts through the engine's active model."""
     out = []
     for prompt in prompts:
         result = generate(engine, prompt, max_tokens=max_tokens, temperature=0.0)
         out.append({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0, "output": result.text})
+    for prompt, reference in heldout_pairs():
+        result = generate(engine, prompt, max_tokens=max_tokens, temperature=0.0)
+        out.append(
+            {
+                "prompt": prompt,
+                "reference": reference,
+                "max_tokens": max_tokens,
+                "temperature": 0.0,
+                "output": result.text,
+            }
+        )
     return out
 
 

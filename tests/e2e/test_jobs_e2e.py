@@ -34,7 +34,6 @@ def plane(tmp_path, mailbox):
             "SCHEDULER_IN_PROCESS": "1",
             "EMAIL_URL": f"smtp://127.0.0.1:{mailbox.port}",
             "ONCALL_EMAILS": "oncall@example.org",
-            "DRIFT_MIN_GOLDEN_ITEMS": "8",
         },
     )
     plane.prepare()
