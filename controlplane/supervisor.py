@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from controlplane import runtime
 from controlplane.choices import DeploymentStatus, DesiredState, NodeRole, WorkerEventKind
+from controlplane.gateway.routing import publish_served_revision
 from controlplane.models import Deployment, DeploymentRevision, Node, WorkerEvent
 from controlplane.services.deployments import deployment_changed
 from controlplane.workerclient import WorkerClient, WorkerError, worker_secret
@@ -411,6 +412,7 @@ class Supervisor(runtime.ServiceThread):
             status=DeploymentStatus.RUNNING,
             status_detail=f"serving revision {revision} on {worker.url} (pid {worker.popen.pid})",
         )
+        publish_served_revision(deployment.pk, revision)
         self.event(deployment, WorkerEventKind.SWAPPED, message, details={"pid": worker.popen.pid, "port": worker.port})
 
     def _retire_due(self) -> bool:
@@ -488,6 +490,7 @@ class Supervisor(runtime.ServiceThread):
                 worker_url=worker.url,
                 status_detail=f"serving revision {revision.number} on {worker.url} (pid {worker.popen.pid})",
             )
+        publish_served_revision(deployment.pk, revision.number)
 
     # --- records -----------------------------------------------------------------------------------------------------
     def event(self, deployment: Deployment, kind: str, message: str, **fields) -> WorkerEvent:

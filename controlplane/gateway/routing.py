@@ -89,11 +89,26 @@ def _load(name: str) -> Route | None:
     return Route(stable, canary, rollout.weight, rollout.pk, int(revision.config.get("session_timeout_s", 3600)))
 
 
+def served_key(deployment_id: int) -> str:
+    return f"gw:served:{deployment_id}"
+
+
+def publish_served_revision(deployment_id: int, revision: int | None) -> None:
+    """Called by the supervisor whenever a worker starts serving a revision: every gateway process sees it on its
+    next request (local-memory cache in the embedded mode, Redis in scale-out), so no answer cached for the old
+    revision is served after the switch."""
+    from django.core.cache import cache
+
+    cache.set(served_key(deployment_id), revision, timeout=None)
+
+
 async def _route(model: str, fresh: bool = False) -> Route | None:
     now = time.monotonic()
     hit = _routes.get(model)
     if hit is not None and hit[0] > now and not fresh:
-        return hit[1]
+        route = hit[1]
+        if route is None or await call("get", served_key(route.stable.deployment_id)) in (None, route.stable.revision):
+            return route
     route = await sync_to_async(_load)(model)
     _routes[model] = (now + settings.GATEWAY_ROUTE_CACHE_S, route)
     return route

@@ -129,3 +129,17 @@ async def test_a_rate_limited_token_gets_429_with_retry_after(gateway, viewer, d
     assert statuses == [503, 503, 429]
     assert_openai_error(response, 429, code="rate_limit_exceeded")
     assert 1 <= int(response.headers["Retry-After"]) <= 60
+
+
+async def test_a_newly_served_revision_is_seen_on_the_next_request_despite_the_route_cache(token, deployment, settings):
+    from controlplane.gateway.routing import publish_served_revision, resolve
+
+    settings.GATEWAY_ROUTE_CACHE_S = 60
+    await sync_to_async(Deployment.objects.filter(pk=deployment.pk).update)(
+        worker_url="http://127.0.0.1:9", applied_revision=1
+    )
+    assert (await resolve("demo-cpu")).revision == 1
+    await sync_to_async(Deployment.objects.filter(pk=deployment.pk).update)(applied_revision=2)
+    assert (await resolve("demo-cpu")).revision == 1  # cached, and nothing said the revision changed
+    await sync_to_async(publish_served_revision)(deployment.pk, 2)
+    assert (await resolve("demo-cpu")).revision == 2
