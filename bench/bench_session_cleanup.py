@@ -31,7 +31,7 @@ async def create_sessions(url: str, key: str, count: int, concurrency: int) -> f
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
         queue.put_nowait(i)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
 
     async def client(http: httpx.AsyncClient):
         while not queue.empty():

@@ -23,6 +23,9 @@ CONTROL_TIMEOUT = httpx.Timeout(10.0, connect=2.0)
 LOAD_TIMEOUT = httpx.Timeout(600.0, connect=2.0)
 # Generation: the worker answers 429 at once when overloaded, so a long read means a long completion.
 INFERENCE_TIMEOUT = httpx.Timeout(connect=2.0, read=300.0, write=10.0, pool=5.0)
+# Idle connections are dropped before the worker's server (uvicorn: 5 s) closes them, so that a request is never
+# sent on a connection the server is closing at that moment (that race surfaces as a ReadError).
+KEEPALIVE_S = 2.0
 
 
 class WorkerError(Exception):
@@ -81,7 +84,7 @@ def _async_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(id(loop))
     if client is None or client.is_closed:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=KEEPALIVE_S)
         client = httpx.AsyncClient(timeout=INFERENCE_TIMEOUT, limits=limits)
         _async_clients[id(loop)] = client
     return client
@@ -101,7 +104,9 @@ class WorkerClient:
     def _http(self) -> httpx.Client:
         """The synchronous client for control calls, made on first use (the gateway never needs one)."""
         if self._sync is None:
-            self._sync = httpx.Client(base_url=self.base_url, timeout=CONTROL_TIMEOUT)
+            self._sync = httpx.Client(
+                base_url=self.base_url, timeout=CONTROL_TIMEOUT, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S)
+            )
         return self._sync
 
     @classmethod
