@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,30 @@ def operator(db):
 @pytest.fixture
 def admin_user(db):
     return _user(Role.ADMIN)
+
+
+def page_text(response) -> str:
+    """A page's HTML with runs of white space folded, for assertions on what it says."""
+    return re.sub(r"\s+", " ", response.content.decode())
+
+
+@pytest.fixture
+def as_viewer(client, viewer):
+    """The Django test client signed in as a viewer (likewise ``as_operator``, ``as_admin``)."""
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture
+def as_operator(client, operator):
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def as_admin(client, admin_user):
+    client.force_login(admin_user)
+    return client
 
 
 def api_client_for(user) -> APIClient:

@@ -6,29 +6,9 @@ import pytest
 
 from controlplane.models import ApiToken, AuditEvent, Deployment, ModelVersion
 
+from .conftest import page_text as text
+
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def as_viewer(client, viewer):
-    client.force_login(viewer)
-    return client
-
-
-@pytest.fixture
-def as_operator(client, operator):
-    client.force_login(operator)
-    return client
-
-
-@pytest.fixture
-def as_admin(client, admin_user):
-    client.force_login(admin_user)
-    return client
-
-
-def text(response) -> str:
-    return re.sub(r"\s+", " ", response.content.decode())
 
 
 @pytest.mark.parametrize("path", ["/", "/models/", "/nodes/", "/deployments/", "/audit/", "/tokens/"])

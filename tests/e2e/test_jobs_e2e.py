@@ -7,39 +7,15 @@ from __future__ import annotations
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.controlplane.alerts.conftest import Mailbox
-
-from .serve import ControlPlane, free_port, wait_for
+from .serve import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture
-def mailbox():
-    box = Mailbox()
-    box.port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
-    controller.start()
-    yield box
-    controller.stop()
-
-
-@pytest.fixture
-def plane(tmp_path, mailbox):
-    plane = ControlPlane(
-        tmp_path,
-        env={
-            "SCHEDULER_IN_PROCESS": "1",
-            "EMAIL_URL": f"smtp://127.0.0.1:{mailbox.port}",
-            "ONCALL_EMAILS": "oncall@example.org",
-        },
-    )
-    plane.prepare()
-    plane.start()
-    yield plane
-    plane.stop()
+def plane(plane_with_mail):
+    return plane_with_mail
 
 
 def run_job(api, name: str) -> dict:

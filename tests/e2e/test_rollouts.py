@@ -10,41 +10,15 @@ import threading
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.controlplane.alerts.conftest import Mailbox
-
-from .serve import ROOT, ControlPlane, free_port, wait_for
+from .serve import ROOT, ControlPlane, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture
-def mailbox():
-    box = Mailbox()
-    port = free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    box.port = port
-    yield box
-    controller.stop()
-
-
-@pytest.fixture
-def plane(tmp_path, mailbox):
-    plane = ControlPlane(
-        tmp_path,
-        env={
-            "SCHEDULER_IN_PROCESS": "1",
-            "EMAIL_URL": f"smtp://127.0.0.1:{mailbox.port}",
-            "ONCALL_EMAILS": "oncall@example.org",
-            "DEFAULT_FROM_EMAIL": "llm@example.org",
-        },
-    )
-    plane.prepare()
-    plane.start()
-    yield plane
-    plane.stop()
+def plane(plane_with_mail):
+    return plane_with_mail
 
 
 class Load:

@@ -3,8 +3,6 @@ forms, and the banner every page shows while something fires or an e-mail failed
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from controlplane.alerts import deliver_pending_notifications, signal
@@ -12,29 +10,9 @@ from controlplane.alerts.rules import create_rule
 from controlplane.choices import AlertKind, AlertState, NotificationStatus
 from controlplane.models import Alert, AlertRule, AuditEvent, Notification
 
+from ..conftest import page_text as text
+
 pytestmark = pytest.mark.django_db
-
-
-def text(response) -> str:
-    return re.sub(r"\s+", " ", response.content.decode())
-
-
-@pytest.fixture
-def as_viewer(client, viewer):
-    client.force_login(viewer)
-    return client
-
-
-@pytest.fixture
-def as_operator(client, operator):
-    client.force_login(operator)
-    return client
-
-
-@pytest.fixture
-def as_admin(client, admin_user):
-    client.force_login(admin_user)
-    return client
 
 
 def fire(deployment, key, clock, **kwargs):

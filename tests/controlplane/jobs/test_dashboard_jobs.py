@@ -16,23 +16,9 @@ from controlplane.choices import JobOutcome
 from controlplane.models import JobRun, SchedulerLease
 from controlplane.services import jobruns, lease
 
+from ..conftest import page_text as text
+
 pytestmark = pytest.mark.django_db
-
-
-def text(response) -> str:
-    return re.sub(r"\s+", " ", response.content.decode())
-
-
-@pytest.fixture
-def as_viewer(client, viewer):
-    client.force_login(viewer)
-    return client
-
-
-@pytest.fixture
-def as_operator(client, operator):
-    client.force_login(operator)
-    return client
 
 
 def running_scheduler(age_s: float = 0, jobs_age_s: float = 0) -> None:
