@@ -1,4 +1,5 @@
-"""Fixtures for end-to-end tests: an SMTP server the control plane mails to, and a running control plane."""
+"""Fixtures for end-to-end tests: running control planes (each with its own var directory, database and Redis
+prefixes), and an SMTP server they mail to."""
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -19,19 +20,34 @@ def mailbox():
     controller.stop()
 
 
+@pytest.fixture(scope="module")
+def make_plane(tmp_path_factory):
+    """``make_plane(start=True, **env)``: a prepared control plane; every plane made here is stopped and its
+    database dropped at the end of the module."""
+    planes = []
+
+    def make(start: bool = True, **env) -> ControlPlane:
+        plane = ControlPlane(tmp_path_factory.mktemp("plane"), env=env)
+        planes.append(plane)
+        plane.prepare()
+        if start:
+            plane.start()
+        return plane
+
+    yield make
+    for plane in planes:
+        plane.stop()
+        plane.drop()
+
+
 @pytest.fixture
-def plane_with_mail(tmp_path, mailbox):
+def plane_with_mail(make_plane, mailbox):
     """``manage.py serve`` with the scheduler in its process and e-mail going to ``mailbox``."""
-    plane = ControlPlane(
-        tmp_path,
-        env={
-            "SCHEDULER_IN_PROCESS": "1",
-            "EMAIL_URL": f"smtp://127.0.0.1:{mailbox.port}",
-            "ONCALL_EMAILS": "oncall@example.org",
-            "DEFAULT_FROM_EMAIL": "llm@example.org",
-        },
+    plane = make_plane(
+        SCHEDULER_IN_PROCESS="1",
+        EMAIL_URL=f"smtp://127.0.0.1:{mailbox.port}",
+        ONCALL_EMAILS="oncall@example.org",
+        DEFAULT_FROM_EMAIL="llm@example.org",
     )
-    plane.prepare()
-    plane.start()
     yield plane
     plane.stop()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,13 +47,21 @@ class ControlPlane:
     env: dict = field(default_factory=dict)
     process: subprocess.Popen | None = None
     token: str = ""
+    name: str = field(default_factory=lambda: f"e2e_{os.getpid()}_{time.monotonic_ns() % 10**9}")
+    database_url: str = ""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def environment(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
+        """The environment of this control plane: its own database (SQLite in its var directory, or its own
+        PostgreSQL database when the suite runs on PostgreSQL) and its own Redis prefixes, so that control planes
+        started by different tests never see each other's state."""
+        env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        env["CACHE_KEY_PREFIX"] = env["CHANNELS_PREFIX"] = self.name
         env.update(
             {
                 "VAR_DIR": str(self.var_dir),
@@ -82,6 +91,9 @@ class ControlPlane:
         return result.stdout
 
     def prepare(self) -> None:
+        server = os.environ.get("DATABASE_URL", "")
+        if server.startswith(("postgres://", "postgresql://")) and not self.database_url:
+            self.database_url = _create_database(server, self.name)
         self.manage("migrate", "--noinput", "-v0")
         self.manage("ensure_admin")
         self.token = self.manage("create_api_token", "admin", "--name", "e2e").strip().splitlines()[-1]
@@ -109,11 +121,33 @@ class ControlPlane:
             os.killpg(self.process.pid, signal.SIGKILL)
             return self.process.wait(10)
 
+    def drop(self) -> None:
+        """Remove this control plane's own PostgreSQL database (after it has stopped)."""
+        if self.database_url:
+            _drop_database(os.environ["DATABASE_URL"], self.name)
+            self.database_url = ""
+
     def log(self) -> str:
         return (self.var_dir / "serve.log").read_text(errors="replace")
 
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
+
+
+def _admin_connection(server_url: str):
+    base = server_url.rsplit("/", 1)[0]
+    return psycopg.connect(base + "/postgres", autocommit=True)
+
+
+def _create_database(server_url: str, name: str) -> str:
+    with _admin_connection(server_url) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    with _admin_connection(server_url) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pid_alive(pid: int) -> bool:

@@ -11,20 +11,14 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from .serve import ControlPlane, pid_alive, wait_for
+from .serve import pid_alive, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory):
-    plane = ControlPlane(tmp_path_factory.mktemp("plane"))
-    if os.environ.get("REDIS_URL"):
-        plane.env["CACHE_KEY_PREFIX"] = f"e2e{os.getpid()}"
-    plane.prepare()
-    plane.start()
-    yield plane
-    plane.stop()
+def plane(make_plane):
+    return make_plane()
 
 
 @pytest.fixture(scope="module")
@@ -192,10 +186,8 @@ def test_killing_the_worker_under_load_only_fails_requests_in_flight_and_it_come
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_stopping_the_control_plane_stops_its_worker(tmp_path, sig):
-    plane = ControlPlane(tmp_path)
-    plane.prepare()
-    plane.start()
+def test_stopping_the_control_plane_stops_its_worker(make_plane, sig):
+    plane = make_plane()
     with plane.api() as api:
         pid = api.get("/api/v1/deployments/").json()["results"][0]["worker_pid"]
     assert pid_alive(pid)
@@ -204,10 +196,8 @@ def test_stopping_the_control_plane_stops_its_worker(tmp_path, sig):
     assert "worker stopped (the control plane stopped)" in plane.log()
 
 
-def test_a_killed_control_plane_takes_its_worker_along(tmp_path):
-    plane = ControlPlane(tmp_path)
-    plane.prepare()
-    plane.start()
+def test_a_killed_control_plane_takes_its_worker_along(make_plane):
+    plane = make_plane()
     with plane.api() as api:
         pid = api.get("/api/v1/deployments/").json()["results"][0]["worker_pid"]
     plane.stop(signal.SIGKILL)
