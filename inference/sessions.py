@@ -152,6 +152,8 @@ class SessionStore:
             self._drop(victim)
             del self._sessions[victim.id]
             self.evicted_total += 1
+        if self.kv_bytes <= cfg.max_session_kv_bytes:
+            return  # the common case: nothing to drop, and no walk over every session on every turn
         for victim in list(self._sessions.values()):
             if self.kv_bytes <= cfg.max_session_kv_bytes:
                 break
