@@ -25,8 +25,7 @@ def expert_shares(counts: torch.Tensor | None) -> dict[str, Any] | None:
 
 def _largest_sessions(engine: Engine, n: int) -> dict[str, int]:
     """KV-cache bytes of the ``n`` sessions holding the most (``/control/sessions`` lists every session)."""
-    sessions = sorted(engine.sessions.list(), key=lambda s: s["kv_cache_bytes"], reverse=True)[:n]
-    return {s["id"]: s["kv_cache_bytes"] for s in sessions}
+    return engine.sessions.largest(n)
 
 
 def engine_stats(engine: Engine) -> dict[str, Any]:

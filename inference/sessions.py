@@ -11,6 +11,7 @@ so their next turn simply prefills again). Expiring or deleting a session drops 
 
 from __future__ import annotations
 
+import heapq
 import re
 import threading
 import time
@@ -191,6 +192,12 @@ class SessionStore:
         """Apply the caps now (after a config change)."""
         with self._lock:
             self._enforce_caps()
+
+    def largest(self, n: int) -> dict[str, int]:
+        """KV-cache bytes of the ``n`` sessions holding the most (one pass, no copy of every session)."""
+        with self._lock:
+            top = heapq.nlargest(n, self._sessions.values(), key=lambda s: s.kv_bytes)
+            return {s.id: s.kv_bytes for s in top}
 
     def list(self) -> list[dict[str, Any]]:
         """Every session, least recently used first."""
