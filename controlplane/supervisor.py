@@ -328,11 +328,25 @@ class Supervisor(runtime.ServiceThread):
                     f"not healthy {settings.WORKER_START_TIMEOUT_S:.0f} s after start: {exc.message}",
                 )
                 return True
+            self._show_progress(deployment, worker, client)
             return False
         worker.healthy_since = self.clock()
         worker.last_health_check = self.clock()
         self.apply(deployment, worker, initial=True)
         return True
+
+    def _show_progress(self, deployment: Deployment, worker: WorkerProcess, client: WorkerClient) -> None:
+        """While the worker loads its model, the deployment's status says how far it is (shown on its page)."""
+        try:
+            loading = client.status().get("loading") or {}
+        except WorkerError:
+            return  # not answering yet: still starting up
+        if loading.get("phase") == "loading":
+            detail = (
+                f"loading the model: {loading.get('percent', 0):.0f}% ({loading.get('message', '')}), "
+                f"pid {worker.popen.pid}"
+            )
+            Deployment.objects.filter(pk=deployment.pk).update(status_detail=detail[:500])
 
     def _check_health(self, deployment: Deployment, worker: WorkerProcess) -> None:
         now = self.clock()
