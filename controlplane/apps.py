@@ -9,8 +9,16 @@ class ControlPlaneConfig(AppConfig):
 
     def ready(self) -> None:
         from controlplane import (
+            runtime,
             scheduler,  # noqa: F401  (registers the scheduler with the runtime and /readyz)
             supervisor,  # noqa: F401  (registers the supervisor as a runtime service)
         )
         from controlplane.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
         from controlplane.gateway import recorder  # noqa: F401  (registers the request recorder)
+
+        def metrics_service():  # imported when `serve` starts (numpy, scipy, NVML), not by every command
+            from controlplane.monitoring.service import create_service
+
+            return create_service()
+
+        runtime.register(metrics_service, order=20)

@@ -171,6 +171,14 @@ REGISTRY: tuple[Job, ...] = (
         series=(Series("deleted", "Runs deleted"),),
     ),
     Job(
+        "prune_metrics",
+        "controlplane.monitoring.history:prune",
+        every_s=3600,
+        misfire_grace_s=None,
+        description="Deletes one-minute metric rollups older than METRICS_RETENTION_DAYS.",
+        series=(Series("deleted", "Rollups deleted"),),
+    ),
+    Job(
         "advance_rollouts",
         "controlplane.rollouts:advance_all",
         every_s=5,

@@ -12,8 +12,8 @@ from django.http import JsonResponse
 
 # Paths that answer without a login. The API and the gateway authenticate their callers themselves (tokens or
 # session, 401 in JSON rather than a redirect), so they are passed through here.
-PUBLIC_PREFIXES = ("/healthz", "/readyz", "/accounts/login/", "/static/", "/metrics")
-SELF_AUTHENTICATING_PREFIXES = ("/api/", "/v1/", "/ws/")
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/accounts/login/", "/static/")
+SELF_AUTHENTICATING_PREFIXES = ("/api/", "/v1/", "/ws/", "/metrics")
 
 
 def too_large_response(path: str = "") -> JsonResponse:

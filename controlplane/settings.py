@@ -275,6 +275,18 @@ DRIFT_MIN_GOLDEN_ITEMS = env_int("DRIFT_MIN_GOLDEN_ITEMS", 10, minimum=1)
 WORKER_CPU_THREADS = env_int("WORKER_CPU_THREADS", 0, minimum=0, maximum=1024)
 # After a canary is promoted, the replaced worker keeps serving requests already routed to it this long.
 WORKER_RETIRE_GRACE_S = env_float("WORKER_RETIRE_GRACE_S", 5, minimum=0)
+# --- live metrics (docs/monitoring.md) -------------------------------------------------------------------------------
+# The collector in `serve`: GPUs (NVML), the host and every local worker, each METRICS_INTERVAL_S.
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+METRICS_INTERVAL_S = env_float("METRICS_INTERVAL_S", 1.0, minimum=0.05, maximum=3600)
+# Raw samples kept in memory for live views and fine-grained history; older data comes from one-minute rollups.
+METRICS_LIVE_WINDOW_S = env_int("METRICS_LIVE_WINDOW_S", 3600, minimum=60, maximum=86400)
+# One-minute rollups (min/mean/max) older than this are pruned by the prune_metrics job.
+METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 30, minimum=1)
+# Messages waiting for one slow browser; past it the oldest are dropped (the collector never waits for a client).
+METRICS_CLIENT_BUFFER = env_int("METRICS_CLIENT_BUFFER", 32, minimum=1, maximum=10000)
+# NVML inventory discovery (GPUs registered on the local node) runs this often.
+METRICS_DISCOVERY_INTERVAL_S = env_float("METRICS_DISCOVERY_INTERVAL_S", 300, minimum=1)
 # --- the /v1 gateway -----------------------------------------------------------------------------------------------
 GATEWAY_TOKEN_CACHE_S = env_float("GATEWAY_TOKEN_CACHE_S", 5, minimum=0, maximum=300)
 GATEWAY_ROUTE_CACHE_S = env_float("GATEWAY_ROUTE_CACHE_S", 1, minimum=0, maximum=60)

@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from controlplane import health
+from controlplane.api.metrics import PrometheusView
 from controlplane.views import (
     accounts,
     alerts,
@@ -13,6 +14,7 @@ from controlplane.views import (
     drift,
     inventory,
     jobs,
+    live,
     overview,
     registry,
     rollouts,
@@ -22,6 +24,7 @@ from controlplane.views import (
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", PrometheusView.as_view(), name="prometheus"),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", overview.overview, name="overview"),
@@ -60,6 +63,7 @@ urlpatterns = [
         rollouts.rollout_action,
         name="rollout-action",
     ),
+    path("live/", live.live, name="live"),
     path("drift/", drift.drift_page, name="drift"),
     path("drift/<int:pk>/", drift.drift_detail, name="drift-detail"),
     path("drift/run/<int:pk>/", drift.drift_run, name="drift-run"),

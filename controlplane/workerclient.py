@@ -143,8 +143,8 @@ class WorkerClient:
             raise WorkerError(503, "the worker is up but its model is not loaded yet", body)
         return body
 
-    def stats(self) -> dict:
-        return self._control("GET", "/control/stats")
+    def stats(self, timeout: float | None = None) -> dict:
+        return self._control("GET", "/control/stats", timeout=timeout)
 
     def status(self) -> dict:
         return self._control("GET", "/control/status")

@@ -3,7 +3,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from . import alerts, jobs, views
+from . import alerts, jobs, metrics, views
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -26,5 +26,6 @@ router.register("alerts", alerts.AlertViewSet, basename="alert")
 router.register("notifications", alerts.NotificationViewSet, basename="notification")
 router.register("jobs", jobs.JobViewSet, basename="job")
 router.register("job-runs", jobs.JobRunViewSet, basename="job-run")
+router.register("metrics", metrics.MetricsViewSet, basename="metrics")
 
 urlpatterns = [path("", include(router.urls))]

@@ -8,6 +8,7 @@ from .drift import DriftCheck
 from .gateway import InferenceRecord
 from .inventory import GPU, Node
 from .jobs import JobRun, JobRunRequest, JobState, SchedulerLease
+from .metrics import MetricRollup
 from .quality import GoldenSet
 from .registry import ModelVersion
 from .rollouts import Rollout, RolloutEvent
@@ -27,6 +28,7 @@ __all__ = [
     "JobRun",
     "JobRunRequest",
     "JobState",
+    "MetricRollup",
     "ModelVersion",
     "Node",
     "Notification",

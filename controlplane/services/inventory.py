@@ -17,7 +17,7 @@ from controlplane.models import GPU, Node
 from . import audit
 from .errors import Conflict
 
-__all__ = ["create", "delete", "local_hostname", "register_local_node", "update"]
+__all__ = ["create", "delete", "local_hostname", "register_local_node", "sync_local_gpus", "update"]
 
 
 def local_hostname() -> str:
@@ -83,3 +83,48 @@ def delete(actor: audit.Actor, instance: Node | GPU) -> None:
     with transaction.atomic():
         audit.record(actor, f"{instance._meta.model_name}.delete", instance, before=audit.snapshot(instance))
         instance.delete()
+
+
+def sync_local_gpus(node: Node, inventory, actor: audit.Actor = audit.SYSTEM) -> list[GPU]:
+    """Register the GPUs NVML found on ``node`` and keep them current (``inventory``: an ``NvmlInventory``).
+
+    A GPU is known by its UUID; a card that moved to another index keeps its row. A different card in a slot
+    (same index, new UUID) takes over that slot's row, so deployments bound to the slot stay bound. GPUs no longer
+    found are left alone (a lost GPU is still worth seeing). Without NVML nothing changes.
+    """
+    if not inventory.available:
+        return []
+    now = timezone.now()
+    kept: list[GPU] = []
+    for info in inventory.gpus:
+        figures = {
+            "index": info.index,
+            "name": info.name[:128],
+            "memory_total_bytes": info.memory_total_bytes,
+            "driver_version": inventory.driver_version[:32],
+            "cuda_version": inventory.cuda_version[:32],
+        }
+        with transaction.atomic():
+            gpu = GPU.objects.select_for_update().filter(uuid=info.uuid).first()
+            if gpu is None:
+                gpu = GPU.objects.select_for_update().filter(node=node, index=info.index).first()
+            if gpu is not None and gpu.node_id == node.pk and gpu.index != info.index:
+                # Another row holds the new index (cards were renumbered): move it out of the way first.
+                GPU.objects.filter(node=node, index=info.index).exclude(pk=gpu.pk).delete()
+            if gpu is None:
+                gpu = GPU.objects.create(node=node, uuid=info.uuid, last_seen=now, **figures)
+                audit.record(actor, "gpu.create", gpu, after=audit.snapshot(gpu), message="discovered through NVML")
+            else:
+                before = audit.snapshot(gpu)
+                changed = gpu.node_id != node.pk or gpu.uuid != info.uuid
+                changed |= any(getattr(gpu, key) != value for key, value in figures.items())
+                gpu.node, gpu.uuid, gpu.last_seen = node, info.uuid, now
+                for key, value in figures.items():
+                    setattr(gpu, key, value)
+                gpu.save()
+                if changed:
+                    audit.record(
+                        actor, "gpu.update", gpu, before=before, after=audit.snapshot(gpu), message="updated from NVML"
+                    )
+        kept.append(gpu)
+    return kept

@@ -1,3 +1,7 @@
 """Websocket routes."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from .consumers import MetricsConsumer
+
+websocket_urlpatterns: list = [path("ws/metrics/", MetricsConsumer.as_asgi())]

@@ -1,0 +1,130 @@
+"""Metrics in the REST API: the series a node has, history queries, the latest tick, leak detection; and the
+Prometheus exposition at ``/metrics`` (same authentication as the API: a session or a bearer token)."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import renderers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane.models import Node
+from controlplane.monitoring import history
+from controlplane.monitoring.store import default_store
+from controlplane.services.errors import InvalidInput
+
+__all__ = ["MetricsViewSet", "PrometheusView"]
+
+NODE = OpenApiParameter("node", int, description="Node id; default: the node this control plane runs on")
+
+
+def _node(request) -> Node:
+    raw = request.query_params.get("node")
+    if raw in (None, ""):
+        node = Node.objects.filter(is_local=True).first()
+        if node is None:
+            raise InvalidInput.field("node", "no local node is registered; give a node id")
+        return node
+    if not raw.isdigit():
+        raise InvalidInput.field("node", "must be a node id")
+    node = Node.objects.filter(pk=int(raw)).first()
+    if node is None:
+        raise InvalidInput.field("node", f"no node with id {raw}")
+    return node
+
+
+def _service():
+    from controlplane.monitoring.service import current
+
+    return current()
+
+
+class MetricsViewSet(viewsets.ViewSet):
+    """Live and historical metrics: GPU, host and worker series (names in docs/monitoring.md)."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def list(self, request):
+        return Response(
+            {
+                "series": request.build_absolute_uri("series/"),
+                "query": request.build_absolute_uri("query/"),
+                "latest": request.build_absolute_uri("latest/"),
+                "leaks": request.build_absolute_uri("leaks/"),
+                "websocket": "/ws/metrics/",
+            }
+        )
+
+    @extend_schema(parameters=[NODE], responses=OpenApiTypes.OBJECT)
+    @action(detail=False)
+    def series(self, request):
+        """Series names with data on the node (live window or rollups)."""
+        node = _node(request)
+        names = history.series_names(node, default_store())
+        return Response({"node": node.pk, "count": len(names), "series": names})
+
+    @extend_schema(
+        parameters=[
+            NODE,
+            OpenApiParameter("series", str, many=True, description="Repeat, or separate with commas"),
+            OpenApiParameter("start", str, description="Epoch seconds, ISO 8601, or negative seconds from now"),
+            OpenApiParameter("end", str, description="As start; default: now"),
+            OpenApiParameter("step", float, description="Bucket width in seconds; under 60: raw samples"),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    @action(detail=False)
+    def query(self, request):
+        """Points ``[t, mean, min, max]`` per bucket of ``step`` seconds; at most 5,000 per series."""
+        store = default_store()
+        query = history.parse_query(request.query_params, node=_node(request), store=store)
+        return Response(history.run_query(query, store))
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=False)
+    def latest(self, request):
+        """The collector's last tick in this process (404-free: ``ts`` is null before the first one)."""
+        frame = default_store().latest()
+        service = _service()
+        snapshot = service.last_snapshot if service else None
+        return Response(
+            {
+                "ts": frame[0] if frame else None,
+                "series": frame[1] if frame else {},
+                "nvml": {"available": snapshot.nvml_available, "reason": snapshot.nvml_reason} if snapshot else None,
+            }
+        )
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=False)
+    def leaks(self, request):
+        """The leak detector's verdict on every watched memory series of the local workers."""
+        service = _service()
+        rows = service.leak_statuses() if service else []
+        return Response({"count": len(rows), "results": rows})
+
+
+class PrometheusRenderer(renderers.BaseRenderer):
+    media_type = "text/plain"
+    format = "prometheus"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        if isinstance(data, bytes):
+            return data
+        import json
+
+        return json.dumps(data).encode()  # an error (401/403) from the permission checks
+
+
+class PrometheusView(APIView):
+    """``GET /metrics`` for Prometheus (scrape with ``authorization: {type: Bearer, credentials: <token>}``)."""
+
+    renderer_classes = [PrometheusRenderer]
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        from controlplane.monitoring.prometheus import exposition
+
+        return Response(exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")

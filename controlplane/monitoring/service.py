@@ -1,0 +1,409 @@
+"""The metrics service in ``serve``: every METRICS_INTERVAL_S it reads the GPUs, the host and every local worker,
+feeds the sample store and the leak detectors, writes finished one-minute rollups, and pushes the tick to browsers.
+
+Per tick, in this order (one thread; nothing here waits for a browser):
+
+1. ``LocalCollector.tick()``: host CPU and memory, every GPU through NVML (said once and skipped without NVML);
+2. each running worker's ``/control/stats`` (short timeout; a worker that does not answer is skipped this tick);
+3. the leak detectors; a confirmed leak raises a ``leak`` alert, and restarts the worker when the deployment's
+   ``leak_action`` is ``restart`` (the supervisor drains it first);
+4. ``SampleStore.add`` (live views, history), then finished minutes are upserted into ``MetricRollup``;
+5. the tick goes to the channel layer: group ``metrics.node.{id}`` (everything) and ``metrics.deployment.{id}`` (that
+   worker's series). ``group_send`` is scheduled on the server's loop and never awaited here.
+
+Every METRICS_DISCOVERY_INTERVAL_S the GPUs NVML finds are registered on the local node.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+
+from controlplane import runtime
+from controlplane.choices import DeploymentStatus, WorkerEventKind
+from controlplane.models import Deployment, Node, WorkerEvent
+from controlplane.services.deployment_config import LeakAction
+from controlplane.workerclient import WorkerClient, WorkerError
+
+from . import history
+from .collectors import LocalCollector
+from .collectors.samples import Snapshot
+from .leak import LeakConfig, LeakState
+from .leakwatch import KINDS, LeakChange, LeakWatch, WatchedWorker
+from .store import SampleStore, default_store
+
+__all__ = [
+    "MetricsService",
+    "WorkerReading",
+    "create_service",
+    "current",
+    "deployment_group",
+    "node_group",
+    "worker_series",
+]
+
+logger = logging.getLogger(__name__)
+
+# Worker figures copied as they are from /control/stats into worker.{id}.{name}.
+WORKER_FIELDS = (
+    "rss_bytes",
+    "torch_allocated_bytes",
+    "torch_reserved_bytes",
+    "kv_cache_bytes",
+    "weight_bytes",
+    "sessions",
+    "queue_depth",
+    "running",
+    "tokens_per_s",
+    "requests_total",
+    "errors_total",
+    "rejected_total",
+    "prompt_tokens_total",
+    "generation_tokens_total",
+)
+
+
+def node_group(node_id: int) -> str:
+    return f"metrics.node.{node_id}"
+
+
+def deployment_group(deployment_id: int) -> str:
+    return f"metrics.deployment.{deployment_id}"
+
+
+@dataclass
+class WorkerReading:
+    deployment_id: int
+    name: str
+    pid: int | None
+    stats: dict
+    series: dict[str, float] = field(default_factory=dict)
+    limits: dict[str, float] = field(default_factory=dict)
+
+    def watched(self) -> WatchedWorker:
+        return WatchedWorker(self.deployment_id, self.pid, self.limits)
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def worker_series(deployment_id: int, stats: dict, snapshot: Snapshot | None, pid: int | None, previous=None):
+    """``{worker.{id}.{name}: value}`` from a worker's stats, its GPU memory from the snapshot (by pid), the mean
+    batch size since ``previous`` stats (from the batch-size histogram), and expert activation shares."""
+    p = f"worker.{deployment_id}."
+    out: dict[str, float] = {}
+    for name in WORKER_FIELDS:
+        value = _number(stats.get(name))
+        if value is not None:
+            out[p + name] = value
+    if snapshot is not None and pid is not None and snapshot.gpus:
+        used = [gpu.processes[pid] for gpu in snapshot.gpus if pid in gpu.processes]
+        if used:
+            out[p + "gpu_mem_bytes"] = float(sum(used))
+    hist = stats.get("batch_size_histogram") or {}
+    before = (previous or {}).get("batch_size_histogram") or {}
+    try:
+        delta = {float(k): float(v) - float(before.get(k, 0)) for k, v in hist.items()}
+    except (TypeError, ValueError):
+        delta = {}
+    passes = sum(n for n in delta.values() if n > 0)
+    if passes > 0:
+        out[p + "batch_size_mean"] = sum(k * n for k, n in delta.items() if n > 0) / passes
+    shares = (stats.get("expert_activation_shares") or {}).get("total") or []
+    for index, share in enumerate(shares):
+        value = _number(share)
+        if value is not None:
+            out[f"{p}expert.{index}.share"] = value
+    return out
+
+
+class MetricsService(runtime.ServiceThread):
+    name = "metrics"
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        collector: LocalCollector | None = None,
+        store: SampleStore | None = None,
+        interval_s: float | None = None,
+        leak_config: LeakConfig | None = None,
+        publish: Callable[[dict], None] | None = None,
+        stats_timeout_s: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.node = node
+        self.collector = collector if collector is not None else LocalCollector(hostname=node.hostname)
+        self.store = store if store is not None else default_store()
+        self.interval_s = interval_s if interval_s is not None else settings.METRICS_INTERVAL_S
+        self.idle_s = self.interval_s
+        self.leaks = LeakWatch(leak_config)
+        self._publish = publish if publish is not None else self.channel_publish
+        self.stats_timeout_s = stats_timeout_s or max(0.5, min(2.0, 0.8 * self.interval_s))
+        self.workers: dict[int, WorkerReading] = {}
+        self.seq = 0
+        self.tick_cpu_s = 0.0
+        self.last_snapshot: Snapshot | None = None
+        self._clients: dict[int, tuple[str, WorkerClient]] = {}
+        self._last_discovery = float("-inf")
+        self._last_seen = float("-inf")
+        self._lock = threading.Lock()
+
+    # --- the loop ----------------------------------------------------------------------------------------------------
+    def start(self, loop=None) -> None:
+        global _current
+        _current = self
+        super().start(loop)
+
+    def step(self) -> bool:
+        started = time.monotonic()
+        self.tick()
+        self.idle_s = max(0.0, self.interval_s - (time.monotonic() - started))
+        return False
+
+    def tick(self) -> dict:
+        """One round; returns what was published."""
+        cpu = time.thread_time()
+        snapshot = self.collector.tick()
+        self.last_snapshot = snapshot
+        ts = snapshot.ts
+        series = snapshot.series()
+        workers = self.read_workers(snapshot)
+        for reading in workers:
+            series.update(reading.series)
+        changes = self.leaks.update(ts, series, [reading.watched() for reading in workers])
+        self.store.add(ts, series)
+        with self._lock:
+            self.workers = {reading.deployment_id: reading for reading in workers}
+        self.tick_cpu_s = time.thread_time() - cpu
+        for change in changes:
+            try:
+                self.on_leak_change(change)
+            except Exception:
+                logger.exception("handling a leak state change of %s failed", change.series)
+        self.persist()
+        self.maintain_inventory()
+        self.seq += 1
+        payload = {
+            "seq": self.seq,
+            "ts": ts,
+            "node": self.node.pk,
+            "series": series,
+            "leaks": self.leaks.statuses(),
+            "nvml": {"available": snapshot.nvml_available, "reason": snapshot.nvml_reason},
+            "workers": {str(r.deployment_id): r.name for r in workers},
+        }
+        try:
+            self._publish(payload)
+        except Exception:
+            logger.exception("publishing metrics failed")
+        return payload
+
+    def on_stop(self) -> None:
+        global _current
+        try:
+            history.persist(self.node, self.store.take_all())
+        except Exception:
+            logger.exception("writing the last metric rollups failed")
+        for _, client in self._clients.values():
+            client.close()
+        self.collector.close()
+        if _current is self:
+            _current = None
+
+    # --- workers -----------------------------------------------------------------------------------------------------
+    def read_workers(self, snapshot: Snapshot) -> list[WorkerReading]:
+        rows = list(
+            Deployment.objects.filter(
+                node_id=self.node.pk,
+                status__in=[DeploymentStatus.RUNNING, DeploymentStatus.DEGRADED],
+            )
+            .exclude(worker_url="")
+            .values_list("pk", "name", "worker_url", "worker_pid")
+        )
+        host_total = float(snapshot.host.mem_total_bytes) if snapshot.host else None
+        readings = []
+        for pk, name, url, pid in rows:
+            client = self._client(pk, url)
+            try:
+                stats = client.stats(timeout=self.stats_timeout_s)
+            except (WorkerError, OSError) as exc:
+                logger.debug("no stats from %s this tick: %s", name, exc)
+                continue
+            except Exception:
+                logger.exception("reading stats of %s failed", name)
+                continue
+            previous = self.workers.get(pk)
+            series = worker_series(pk, stats, snapshot, pid, previous.stats if previous else None)
+            readings.append(WorkerReading(pk, name, pid, stats, series, self._limits(stats, snapshot, pid, host_total)))
+        for pk in [pk for pk in self._clients if pk not in {row[0] for row in rows}]:
+            self._clients.pop(pk)[1].close()
+        return readings
+
+    def _client(self, pk: int, url: str) -> WorkerClient:
+        known = self._clients.get(pk)
+        if known is None or known[0] != url:
+            if known is not None:
+                known[1].close()
+            known = self._clients[pk] = (url, WorkerClient.for_deployment(pk, url))
+        return known[1]
+
+    @staticmethod
+    def _limits(stats: dict, snapshot: Snapshot, pid: int | None, host_total: float | None) -> dict[str, float]:
+        limits: dict[str, float] = {}
+        gpu_total = sum(
+            float(gpu.mem_total_bytes or 0) for gpu in snapshot.gpus if pid is not None and pid in gpu.processes
+        )
+        device = str(stats.get("device") or "")
+        if host_total:
+            limits["rss_bytes"] = host_total
+            limits["torch_allocated_bytes"] = host_total
+        if device.startswith("cuda"):
+            index = int(device.partition(":")[2] or 0)
+            totals = {gpu.index: gpu.mem_total_bytes for gpu in snapshot.gpus}
+            if totals.get(index):
+                limits["torch_allocated_bytes"] = float(totals[index])
+        if gpu_total:
+            limits["gpu_mem_bytes"] = gpu_total
+        return limits
+
+    def worker_readings(self) -> list[WorkerReading]:
+        with self._lock:
+            return list(self.workers.values())
+
+    # --- leaks -------------------------------------------------------------------------------------------------------
+    def on_leak_change(self, change: LeakChange) -> None:
+        from controlplane import alerts
+        from controlplane.services import audit
+        from controlplane.services import workers as worker_service
+
+        deployment = Deployment.objects.filter(pk=change.deployment_id).select_related("current_revision").first()
+        if deployment is None:
+            return
+        status = change.status
+        label = KINDS[change.kind]
+        if status.state == LeakState.LEAK:
+            values = {
+                "growth_bytes_per_min": round(status.slope_bytes_per_min),
+                "level_bytes": status.level_bytes,
+                "limit_bytes": status.limit_bytes,
+                "time_to_oom_s": status.time_to_oom_s,
+                "window_s": status.window_s,
+                "p_value": status.p_value,
+            }
+            alerts.signal(
+                "leak",
+                deployment,
+                change.kind,
+                True,
+                title=f"Memory leak in {deployment.name}: {label} grows {status.slope_bytes_per_min / 1e6:.1f} MB/min",
+                summary=status.reason,
+                values={k: v for k, v in values.items() if v is not None},
+                series=self.chart_series(change.series),
+                series_label=f"{label}, bytes",
+                threshold=status.limit_bytes,
+            )
+            config = deployment.current_revision.config if deployment.current_revision else {}
+            if config.get("leak_action") == LeakAction.RESTART:
+                message = f"{label} leaking {status.slope_bytes_per_min / 1e6:.1f} MB/min: draining and restarting"
+                WorkerEvent.objects.create(
+                    deployment=deployment, kind=WorkerEventKind.LEAK_RESTART, message=message[:500], details=values
+                )
+                try:
+                    worker_service.request_restart(audit.SYSTEM, deployment)
+                except Exception:
+                    logger.exception("restarting %s for a leak failed", deployment.name)
+                else:
+                    self.leaks.reset(deployment.pk)
+        elif change.before == LeakState.LEAK:
+            alerts.signal("leak", deployment, change.kind, False, summary=status.reason)
+
+    def chart_series(self, name: str, points: int = 240) -> list[tuple[str, float]]:
+        """The series over the live window, thinned to about ``points`` points, for the alert's chart."""
+        raw = self.store.raw([name], float("-inf"), float("inf"))[name]
+        stride = max(1, len(raw) // points)
+        return [(datetime.fromtimestamp(t, tz=UTC).isoformat(), v) for t, v in raw[::stride]]
+
+    def leak_statuses(self) -> list[dict]:
+        return self.leaks.statuses()
+
+    # --- persistence and inventory -----------------------------------------------------------------------------------
+    def persist(self) -> None:
+        closed = self.store.take_closed()
+        if not closed:
+            return
+        try:
+            history.persist(self.node, closed)
+        except DatabaseError:
+            logger.exception("writing %d metric rollups failed; kept for the next tick", len(closed))
+            self.store.give_back(closed)
+
+    def maintain_inventory(self) -> None:
+        now = time.monotonic()
+        if now - self._last_seen >= 30:
+            self._last_seen = now
+            Node.objects.filter(pk=self.node.pk).update(last_seen=timezone.now())
+        if now - self._last_discovery >= settings.METRICS_DISCOVERY_INTERVAL_S:
+            self._last_discovery = now
+            from controlplane.services.inventory import sync_local_gpus
+
+            try:
+                sync_local_gpus(self.node, self.collector.nvml.discover())
+            except Exception:
+                logger.exception("registering the GPUs NVML found failed")
+
+    # --- publishing --------------------------------------------------------------------------------------------------
+    def channel_publish(self, payload: dict) -> None:
+        """Hand the tick to the channel layer on the server's loop (no loop: no browsers to push to)."""
+        if runtime.main_loop() is None:
+            return
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        messages = [(node_group(self.node.pk), payload)]
+        for deployment_id in payload["workers"]:
+            prefix = f"worker.{deployment_id}."
+            part = dict(payload)
+            part["series"] = {k: v for k, v in payload["series"].items() if k.startswith(prefix)}
+            part["leaks"] = [row for row in payload["leaks"] if str(row["deployment"]) == deployment_id]
+            messages.append((deployment_group(int(deployment_id)), part))
+        runtime.call_in_loop(_send_all(layer, messages))
+
+
+async def _send_all(layer, messages: list[tuple[str, dict]]) -> None:
+    published = time.time()
+    for group, payload in messages:
+        try:
+            await layer.group_send(group, {"type": "metrics.sample", "published": published, **payload})
+        except Exception:
+            logger.exception("sending metrics to %s failed", group)
+
+
+_current: MetricsService | None = None
+
+
+def current() -> MetricsService | None:
+    """The metrics service running in this process (None outside ``serve`` or with METRICS_ENABLED off)."""
+    return _current
+
+
+def create_service() -> MetricsService | None:
+    """The service for ``serve`` (registered in ``apps.py``), or None with METRICS_ENABLED off."""
+    if not settings.METRICS_ENABLED:
+        return None
+    from controlplane.services.inventory import register_local_node
+
+    return MetricsService(register_local_node())
