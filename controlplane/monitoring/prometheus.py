@@ -63,7 +63,17 @@ class WorkerMetricsCollector(Collector):
         for field, (name, text, kind) in _WORKER.items():
             family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             families[field] = family_type(name, text, labels=labels)
-        up = GaugeMetricFamily("lcp_worker_up", "1 if the worker answered its last stats request.", labels=labels)
+        up = GaugeMetricFamily(
+            "lcp_worker_up", "1 if the worker answered its last stats request, 0 if it should have.", labels=labels
+        )
+        info = GaugeMetricFamily(
+            "lcp_worker_info",
+            "The worker process of a deployment (join GPU per-process series on pid).",
+            labels=[*labels, "pid", "device", "precision"],
+        )
+        batch = GaugeMetricFamily(
+            "lcp_worker_batch_size_mean", "Mean sequences per forward pass over the last collector tick.", labels=labels
+        )
         gpu = GaugeMetricFamily(
             "lcp_worker_gpu_memory_used_bytes", "GPU memory of the worker process (NVML).", labels=labels
         )
@@ -76,6 +86,18 @@ class WorkerMetricsCollector(Collector):
             model = reading.stats.get("model") or {}
             values = [reading.name, str(model.get("id") or model.get("path") or "")]
             up.add_metric(values, 1.0)
+            info.add_metric(
+                [
+                    *values,
+                    str(reading.pid or ""),
+                    str(reading.stats.get("device") or ""),
+                    str(reading.stats.get("precision") or ""),
+                ],
+                1.0,
+            )
+            mean = reading.series.get(f"worker.{reading.deployment_id}.batch_size_mean")
+            if mean is not None:
+                batch.add_metric(values, mean)
             for field, family in families.items():
                 value = reading.stats.get(field)
                 if isinstance(value, int | float) and not isinstance(value, bool):
@@ -86,7 +108,11 @@ class WorkerMetricsCollector(Collector):
             shares = (reading.stats.get("expert_activation_shares") or {}).get("total") or []
             for index, share in enumerate(shares):
                 experts.add_metric([*values, str(index)], float(share))
+        for name in service.unreachable.values():
+            up.add_metric([name, ""], 0.0)
         yield up
+        yield info
+        yield batch
         yield from families.values()
         yield gpu
         yield experts
@@ -105,6 +131,14 @@ class WorkerMetricsCollector(Collector):
             "Projected time until the memory limit at the current growth (only while growing).",
             labels=leak_labels,
         )
+        level = GaugeMetricFamily(
+            "lcp_memory_level_bytes",
+            "Recent peak of the watched memory series (the leak detector's level).",
+            labels=leak_labels,
+        )
+        limit = GaugeMetricFamily(
+            "lcp_memory_limit_bytes", "The limit time to OOM is projected against.", labels=leak_labels
+        )
         names = {reading.deployment_id: reading.name for reading in service.worker_readings()}
         for row in service.leak_statuses():
             values = [names.get(row["deployment"], str(row["deployment"])), row["kind"]]
@@ -112,9 +146,15 @@ class WorkerMetricsCollector(Collector):
             slope.add_metric(values, row["slope_bytes_per_s"])
             if row["time_to_oom_s"] is not None:
                 oom.add_metric(values, row["time_to_oom_s"])
+            if row["level_bytes"] is not None:
+                level.add_metric(values, row["level_bytes"])
+            if row["limit_bytes"] is not None:
+                limit.add_metric(values, row["limit_bytes"])
         yield state
         yield slope
         yield oom
+        yield level
+        yield limit
         yield GaugeMetricFamily(
             "lcp_metrics_collector_tick_cpu_seconds", "CPU time of the collector's last tick.", value=service.tick_cpu_s
         )

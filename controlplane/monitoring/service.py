@@ -152,6 +152,8 @@ class MetricsService(runtime.ServiceThread):
         self._publish = publish if publish is not None else self.channel_publish
         self.stats_timeout_s = stats_timeout_s or max(0.5, min(2.0, 0.8 * self.interval_s))
         self.workers: dict[int, WorkerReading] = {}
+        self.unreachable: dict[int, str] = {}
+        """Deployments whose worker should answer but did not at the last tick (id -> name)."""
         self.seq = 0
         self.tick_cpu_s = 0.0
         self.last_snapshot: Snapshot | None = None
@@ -234,21 +236,25 @@ class MetricsService(runtime.ServiceThread):
         )
         host_total = float(snapshot.host.mem_total_bytes) if snapshot.host else None
         readings = []
+        unreachable: dict[int, str] = {}
         for pk, name, url, pid in rows:
             client = self._client(pk, url)
             try:
                 stats = client.stats(timeout=self.stats_timeout_s)
             except (WorkerError, OSError) as exc:
                 logger.debug("no stats from %s this tick: %s", name, exc)
+                unreachable[pk] = name
                 continue
             except Exception:
                 logger.exception("reading stats of %s failed", name)
+                unreachable[pk] = name
                 continue
             previous = self.workers.get(pk)
             series = worker_series(pk, stats, snapshot, pid, previous.stats if previous else None)
             readings.append(WorkerReading(pk, name, pid, stats, series, self._limits(stats, snapshot, pid, host_total)))
         for pk in [pk for pk in self._clients if pk not in {row[0] for row in rows}]:
             self._clients.pop(pk)[1].close()
+        self.unreachable = unreachable
         return readings
 
     def _client(self, pk: int, url: str) -> WorkerClient:
@@ -321,11 +327,10 @@ class MetricsService(runtime.ServiceThread):
                     deployment=deployment, kind=WorkerEventKind.LEAK_RESTART, message=message[:500], details=values
                 )
                 try:
+                    # The detector keeps its verdict until the new process (a new pid) replaces this one.
                     worker_service.request_restart(audit.SYSTEM, deployment)
                 except Exception:
                     logger.exception("restarting %s for a leak failed", deployment.name)
-                else:
-                    self.leaks.reset(deployment.pk)
         elif change.before == LeakState.LEAK:
             alerts.signal("leak", deployment, change.kind, False, summary=status.reason)
 
