@@ -285,6 +285,8 @@ METRICS_LIVE_WINDOW_S = env_int("METRICS_LIVE_WINDOW_S", 3600, minimum=60, maxim
 METRICS_RETENTION_DAYS = env_int("METRICS_RETENTION_DAYS", 30, minimum=1)
 # Messages waiting for one slow browser; past it the oldest are dropped (the collector never waits for a client).
 METRICS_CLIENT_BUFFER = env_int("METRICS_CLIENT_BUFFER", 32, minimum=1, maximum=10000)
+# A shared secret Prometheus may send as its bearer token for /metrics (API tokens and sign-ins work as well).
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
 # NVML inventory discovery (GPUs registered on the local node) runs this often.
 METRICS_DISCOVERY_INTERVAL_S = env_float("METRICS_DISCOVERY_INTERVAL_S", 300, minimum=1)
 # --- the /v1 gateway -----------------------------------------------------------------------------------------------

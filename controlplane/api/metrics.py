@@ -3,13 +3,18 @@ Prometheus exposition at ``/metrics`` (same authentication as the API: a session
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import renderers, viewsets
+from rest_framework import authentication, renderers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from controlplane.choices import Role
 from controlplane.models import Node
 from controlplane.monitoring import history
 from controlplane.monitoring.store import default_store
@@ -118,10 +123,40 @@ class PrometheusRenderer(renderers.BaseRenderer):
         return json.dumps(data).encode()  # an error (401/403) from the permission checks
 
 
+class Scraper:
+    """Who sent METRICS_TOKEN: may read /metrics, nothing else."""
+
+    is_authenticated = True
+    is_active = True
+    username = "metrics-scraper"
+    effective_role = Role.VIEWER
+
+    def has_role(self, role: str) -> bool:
+        return role == Role.VIEWER
+
+
+class MetricsTokenAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer <METRICS_TOKEN>`` when that setting is set; any other bearer token goes on to the
+    API-token check."""
+
+    def authenticate(self, request):
+        expected = settings.METRICS_TOKEN
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if expected and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected):
+            return Scraper(), None
+        return None
+
+    def authenticate_header(self, request) -> str:
+        return "Bearer"
+
+
 class PrometheusView(APIView):
-    """``GET /metrics`` for Prometheus (scrape with ``authorization: {type: Bearer, credentials: <token>}``)."""
+    """``GET /metrics`` for Prometheus (scrape with ``authorization: {type: Bearer, credentials: <token>}``, the
+    token being METRICS_TOKEN or any API token)."""
 
     renderer_classes = [PrometheusRenderer]
+    authentication_classes = [MetricsTokenAuthentication, *api_settings.DEFAULT_AUTHENTICATION_CLASSES]
 
     @extend_schema(exclude=True)
     def get(self, request):

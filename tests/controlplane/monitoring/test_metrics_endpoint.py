@@ -87,3 +87,17 @@ def test_a_worker_that_stops_answering_shows_as_down_and_its_pid_joins_gpu_serie
     collecting.tick()
     found = families(clients["viewer"].get("/metrics").content.decode())
     assert [(s.labels["deployment"], s.value) for s in found["lcp_worker_up"].samples] == [(running.name, 0.0)]
+
+
+def test_prometheus_may_scrape_with_the_metrics_token_and_nothing_else(settings, clients, db):
+    from rest_framework.test import APIClient
+
+    settings.METRICS_TOKEN = "scrape-" + "s" * 40
+    scraper = APIClient()
+    scraper.credentials(HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}")
+    assert scraper.get("/metrics").status_code == 200
+    assert scraper.get("/api/v1/deployments/").status_code == 401  # only /metrics takes it
+    wrong = APIClient()
+    wrong.credentials(HTTP_AUTHORIZATION="Bearer scrape-wrong")
+    assert wrong.get("/metrics").status_code == 401
+    assert clients["viewer"].get("/metrics").status_code == 200  # API tokens still work
