@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import signal
 import threading
+import time
 
 import httpx
 import pytest
@@ -106,6 +107,7 @@ def test_a_bad_change_is_caught_by_the_quality_gate_rolled_back_and_mailed(plane
         deployment = api.get("/api/v1/deployments/").json()["results"][0]
         starve = [0, 0, 0, 0, 0, 0, 1, 1]
         with Load(plane) as load:
+            posted = time.monotonic()
             created = api.post(
                 f"/api/v1/deployments/{deployment['id']}/rollouts/",
                 json={"config": {"router_weights": starve}, "steps": [10, 50, 100], "bake_s": 5},
@@ -117,13 +119,15 @@ def test_a_bad_change_is_caught_by_the_quality_gate_rolled_back_and_mailed(plane
                 timeout=600,
                 what="the rollout to finish",
             )
+            took = time.monotonic() - posted
         assert final["status"] == "rolled_back"
         assert final["figures"]["quality"]["verdict"] == "fail", final["figures"]
         assert final["figures"]["quality"]["value"] > final["figures"]["quality"]["threshold"]
         total = final["traffic"]["canary"] + final["traffic"]["stable"]
         print(
             f"\nFIGURE bad rollout: the bad version served {final['traffic']['canary']} of {total} requests "
-            f"({final['traffic']['canary'] / max(total, 1):.1%}; first step's share 10%); {final['reason']}"
+            f"({final['traffic']['canary'] / max(total, 1):.1%}; first step's share 10%) in {took:.0f} s from the "
+            f"POST to the rollback; {final['reason']}"
         )
         assert final["traffic"]["canary"] <= 0.25 * total
         after = api.get(f"/api/v1/deployments/{deployment['id']}/").json()
