@@ -61,6 +61,9 @@
     columns = new Map(Object.entries(series).map(([name, values]) => [name, values.slice()]));
   }
   function append(t, values) {
+    // A sample stored just before this client joined and published just after comes twice: in the hello's backfill
+    // and as a sample. Drawn twice it would repeat an x value.
+    if (ts.length && ts[ts.length - 1] === t) return;
     const n = ts.length;
     ts.push(t);
     for (const [name, column] of columns) column.push(name in values ? values[name] : null);
@@ -85,6 +88,28 @@
 
   // --- the charts ---------------------------------------------------------------------------------------------------
   const plots = new Map(); // chart id -> {plot, key, element}
+  const HEIGHT = 220;
+  // A chart is as wide as its grid cell, and follows it: the cells change when charts come and go and when the window
+  // is resized (uPlot draws at a fixed size, so a chart made while it was alone in the grid would keep the full width
+  // and overlap its neighbours).
+  const resized = new ResizeObserver((observed) => {
+    for (const item of observed) {
+      const entry = [...plots.values()].find((e) => e.element === item.target);
+      const width = Math.floor(item.contentRect.width);
+      if (entry && width > 0 && width !== entry.plot.width) entry.plot.setSize({ width: width, height: HEIGHT });
+    }
+  });
+  function removePlot(id) {
+    const entry = plots.get(id);
+    if (!entry) return;
+    resized.unobserve(entry.element);
+    entry.plot.destroy();
+    entry.element.remove();
+    plots.delete(id);
+  }
+  function removePlots() {
+    for (const id of [...plots.keys()]) removePlot(id);
+  }
 
   function matching(chart) {
     const found = [];
@@ -102,7 +127,7 @@
       const lines = matching(chart);
       let entry = plots.get(chart.id);
       if (!lines.length) {
-        if (entry) { entry.plot.destroy(); entry.element.remove(); plots.delete(chart.id); }
+        removePlot(chart.id);
         continue;
       }
       drawn++;
@@ -110,7 +135,7 @@
       const scale = chart.scale || 1;
       const data = [ts].concat(lines.map((l) => columns.get(l.name).map((v) => (v === null ? null : v * scale))));
       if (!entry || entry.key !== key) {
-        if (entry) { entry.plot.destroy(); entry.element.remove(); }
+        removePlot(chart.id);
         const element = document.createElement("figure");
         element.className = "chart-card";
         element.dataset.chart = chart.id;
@@ -118,14 +143,15 @@
         grid.insertBefore(element, grid.children[position] || null);
         const options = {
           title: chart.title,
-          width: Math.max(element.clientWidth || grid.clientWidth / 2 || 360, 320),
-          height: 220,
+          width: Math.max(element.clientWidth || 320, 200),
+          height: HEIGHT,
           series: [{}].concat(lines.map((l, i) => ({ label: l.label, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false }))),
           axes: [{}, { values: axisValues(chart.unit), size: 80 }],
           scales: { x: { time: true } },
         };
         entry = { plot: new uPlot(options, data, element), key: key, element: element };
         plots.set(chart.id, entry);
+        resized.observe(element);
       } else {
         entry.plot.setData(data);
       }
@@ -190,7 +216,8 @@
       const message = JSON.parse(event.data);
       if (message.type === "hello") {
         if (mode === "live") {
-          reset(message.backfill.ts, message.backfill.series);
+          // A restarted server has no samples yet: keep what is drawn, new samples carry on from it.
+          if (message.backfill.ts.length || !ts.length) reset(message.backfill.ts, message.backfill.series);
           draw();
           setState("live", "live");
         }
@@ -241,8 +268,7 @@
         for (const p of points) column[index.get(p[0])] = p[1];
         series[name] = column;
       }
-      for (const entry of plots.values()) { entry.plot.destroy(); entry.element.remove(); }
-      plots.clear();
+      removePlots();
       reset(times, series);
       draw();
       setState("history", "last hour (one-minute means)");
@@ -262,8 +288,7 @@
   liveButton.addEventListener("click", () => {
     press(true);
     mode = "live";
-    for (const entry of plots.values()) { entry.plot.destroy(); entry.element.remove(); }
-    plots.clear();
+    removePlots();
     reset([], {});
     setState("connecting", "reconnecting…");
     if (socket) socket.close(); // onclose reconnects, and the hello brings the backfill
