@@ -122,10 +122,21 @@ class ControlPlane:
             return self.process.wait(10)
 
     def drop(self) -> None:
-        """Remove this control plane's own PostgreSQL database (after it has stopped)."""
+        """Remove this control plane's own PostgreSQL database and its Redis keys (after it has stopped)."""
         if self.database_url:
             _drop_database(os.environ["DATABASE_URL"], self.name)
             self.database_url = ""
+        redis_url = self.environment().get("REDIS_URL")
+        if redis_url:
+            import redis
+
+            client = redis.Redis.from_url(redis_url)
+            try:
+                keys = list(client.scan_iter(match=f"{self.name}*", count=1000))
+                if keys:
+                    client.delete(*keys)
+            finally:
+                client.close()
 
     def log(self) -> str:
         return (self.var_dir / "serve.log").read_text(errors="replace")
