@@ -7,12 +7,7 @@
   const data = JSON.parse(source.textContent);
   const colours = { success: "#2e7d32", failed: "#c62828", skipped: "#b26a00", missed: "#6b7280" };
 
-  function formatBytes(n) {
-    if (n === null || n === undefined) return "";
-    const units = [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]];
-    for (const [unit, size] of units) if (Math.abs(n) >= size) return (n / size).toFixed(1) + " " + unit;
-    return Math.round(n) + " B";
-  }
+  const formatBytes = window.lcpFormat.bytes;
 
   function formatSeconds(v) {
     if (v === null || v === undefined) return "";

@@ -31,12 +31,7 @@
   ];
   const COLOURS = ["#1565c0", "#c62828", "#2e7d32", "#b26a00", "#6a1b9a", "#00838f", "#ad1457", "#4e342e", "#558b2f", "#283593"];
 
-  function formatBytes(n) {
-    if (n === null || n === undefined) return "";
-    const units = [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]];
-    for (const [unit, size] of units) if (Math.abs(n) >= size) return (n / size).toFixed(1) + " " + unit;
-    return Math.round(n) + " B";
-  }
+  const formatBytes = window.lcpFormat.bytes;
   function formatDuration(s) {
     if (s === null || s === undefined) return "—";
     if (s < 120) return Math.round(s) + " s";
