@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand
 from controlplane import runtime
 from controlplane.services.bootstrap import bootstrap_demo
 from controlplane.services.inventory import register_local_node
+from controlplane.workerclient import close_async_clients
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +64,4 @@ class Command(BaseCommand):
             await server.serve()
         finally:
             await asyncio.to_thread(runtime.stop_all, services)
+            await close_async_clients()

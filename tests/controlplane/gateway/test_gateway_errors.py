@@ -10,6 +10,7 @@ from controlplane.choices import TokenScope
 from controlplane.gateway.auth import forget_tokens
 from controlplane.gateway.routing import forget_routes
 from controlplane.models import ApiToken, Deployment, InferenceRecord
+from controlplane.workerclient import close_async_clients
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,8 +25,9 @@ def _fresh_caches():
 
 
 @pytest.fixture
-def gateway():
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://127.0.0.1")
+async def gateway():
+    yield httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://127.0.0.1")
+    await close_async_clients()  # the gateway's pool to the workers, opened on this test's loop
 
 
 @pytest.fixture
