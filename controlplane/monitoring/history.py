@@ -126,7 +126,12 @@ def parse_query(params, *, node: Node, store: SampleStore | None, now: float | N
         raise InvalidInput.field("series", "give at least one series name (GET /api/v1/metrics/series/ lists them)")
     if len(names) > MAX_SERIES:
         raise InvalidInput.field("series", f"at most {MAX_SERIES} series per query, not {len(names)}")
-    known = set(series_names(node, store))
+    known = set(store.names()) if store is not None and node.is_local else set()
+    missing = [name for name in names if name not in known]
+    if missing:  # only the names asked for are looked up (the table holds every series for every minute)
+        known |= set(
+            MetricRollup.objects.filter(node=node, series__in=missing).values_list("series", flat=True).distinct()
+        )
     unknown = [name for name in names if name not in known]
     if unknown:
         raise InvalidInput.field("series", f"unknown series on node {node.hostname}: {', '.join(unknown[:10])}")

@@ -158,6 +158,7 @@ class MetricsService(runtime.ServiceThread):
         self.tick_cpu_s = 0.0
         self.last_snapshot: Snapshot | None = None
         self._clients: dict[int, tuple[str, WorkerClient]] = {}
+        self._rows: list[tuple[int, str, str, int | None]] = []
         self._last_discovery = float("-inf")
         self._last_seen = float("-inf")
         self._lock = threading.Lock()
@@ -226,14 +227,19 @@ class MetricsService(runtime.ServiceThread):
 
     # --- workers -----------------------------------------------------------------------------------------------------
     def read_workers(self, snapshot: Snapshot) -> list[WorkerReading]:
-        rows = list(
-            Deployment.objects.filter(
-                node_id=self.node.pk,
-                status__in=[DeploymentStatus.RUNNING, DeploymentStatus.DEGRADED],
+        try:
+            rows = list(
+                Deployment.objects.filter(
+                    node_id=self.node.pk,
+                    status__in=[DeploymentStatus.RUNNING, DeploymentStatus.DEGRADED],
+                )
+                .exclude(worker_url="")
+                .values_list("pk", "name", "worker_url", "worker_pid")
             )
-            .exclude(worker_url="")
-            .values_list("pk", "name", "worker_url", "worker_pid")
-        )
+            self._rows = rows
+        except DatabaseError:  # the database is away: keep watching the workers we knew of
+            logger.warning("listing this node's workers failed; using the last list", exc_info=True)
+            rows = self._rows
         host_total = float(snapshot.host.mem_total_bytes) if snapshot.host else None
         readings = []
         unreachable: dict[int, str] = {}
@@ -358,7 +364,10 @@ class MetricsService(runtime.ServiceThread):
         now = time.monotonic()
         if now - self._last_seen >= 30:
             self._last_seen = now
-            Node.objects.filter(pk=self.node.pk).update(last_seen=timezone.now())
+            try:
+                Node.objects.filter(pk=self.node.pk).update(last_seen=timezone.now())
+            except DatabaseError:
+                logger.warning("marking the node as seen failed", exc_info=True)
         if now - self._last_discovery >= settings.METRICS_DISCOVERY_INTERVAL_S:
             self._last_discovery = now
             from controlplane.services.inventory import sync_local_gpus

@@ -162,3 +162,26 @@ def test_the_leak_watch_forgets_a_worker_that_restarted_and_clears_a_gone_one():
 def test_worker_series_leaves_out_what_the_worker_did_not_report():
     series = worker_series(7, {"rss_bytes": 5, "sessions": None, "queue_depth": True, "junk": "x"}, None, None)
     assert series == {"worker.7.rss_bytes": 5.0}
+
+
+def test_while_the_database_is_away_ticks_go_on_and_rollups_wait(running, cpu_node, monkeypatch):
+    from django.db import DatabaseError
+
+    from controlplane.monitoring import history
+
+    published, clock = [], Clock()
+    service = make_service(cpu_node, StubWorker(), clock, published)
+    service.tick()  # learns the node's workers
+
+    def down(*args, **kwargs):
+        raise DatabaseError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(type(running).objects, "filter", down)
+    monkeypatch.setattr(history, "persist", down)
+    for _ in range(61):
+        clock.t += 1
+        payload = service.tick()
+    assert payload["series"][f"worker.{running.pk}.rss_bytes"] == 300 * MB  # the worker is still read
+    monkeypatch.undo()
+    service.persist()
+    assert MetricRollup.objects.filter(series=f"worker.{running.pk}.rss_bytes").count() >= 1
