@@ -48,7 +48,8 @@ $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(VENV)/.installed $@
 
-# Retrain the bundled demo model from Python's own docstrings (deterministic: seed 0 gives the committed weights).
+# Retrain the bundled demo model from Python's own docstrings (about 3 minutes on 2 idle cores; seed 0 gives a model
+# of the same quality, not necessarily the same bytes: see docs/worker.md).
 demo-model: $(VENV)/.installed
 	$(BIN)/python -m inference train-demo --seed 0
 
