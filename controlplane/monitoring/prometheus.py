@@ -8,12 +8,11 @@
 * the control-plane process itself (``process_*``, ``python_*``).
 
 Other modules add collectors with ``register(collector)``. The exposition passes ``promtool check metrics``
-(tests/controlplane/monitoring/test_prometheus.py runs it).
+(tests/controlplane/monitoring/test_metrics_endpoint.py runs it).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
@@ -24,8 +23,6 @@ from prometheus_client.registry import Collector
 from .gpu_prometheus import GpuHostMetricsCollector
 
 __all__ = ["exposition", "register", "registry"]
-
-log = logging.getLogger(__name__)
 
 registry = CollectorRegistry(auto_describe=False)
 
@@ -98,10 +95,10 @@ class WorkerMetricsCollector(Collector):
             mean = reading.series.get(f"worker.{reading.deployment_id}.batch_size_mean")
             if mean is not None:
                 batch.add_metric(values, mean)
-            for field, family in families.items():
-                value = reading.stats.get(field)
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    family.add_metric(values, float(value))
+            for field, family in families.items():  # the service keeps only the numbers a worker reported
+                value = reading.series.get(f"worker.{reading.deployment_id}.{field}")
+                if value is not None:
+                    family.add_metric(values, value)
             used = reading.series.get(f"worker.{reading.deployment_id}.gpu_mem_bytes")
             if used is not None:
                 gpu.add_metric(values, used)
@@ -156,7 +153,9 @@ class WorkerMetricsCollector(Collector):
         yield level
         yield limit
         yield GaugeMetricFamily(
-            "lcp_metrics_collector_tick_cpu_seconds", "CPU time of the collector's last tick.", value=service.tick_cpu_s
+            "lcp_metrics_collector_tick_cpu_seconds",
+            "CPU time of the collector's last tick, publishing included.",
+            value=service.tick_cpu_s,
         )
 
 

@@ -189,7 +189,6 @@ class MetricsService(runtime.ServiceThread):
         self.store.add(ts, series)
         with self._lock:
             self.workers = {reading.deployment_id: reading for reading in workers}
-        self.tick_cpu_s = time.thread_time() - cpu
         for change in changes:
             try:
                 self.on_leak_change(change)
@@ -211,6 +210,7 @@ class MetricsService(runtime.ServiceThread):
             self._publish(payload)
         except Exception:
             logger.exception("publishing metrics failed")
+        self.tick_cpu_s = time.thread_time() - cpu
         return payload
 
     def on_stop(self) -> None:

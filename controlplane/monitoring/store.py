@@ -3,8 +3,7 @@ database. Plain Python, thread-safe, no Django.
 
 The collector calls ``add(ts, {series: value})`` once per tick. Readers:
 
-* live views: ``frames(since)`` (the raw ticks, for a websocket's backfill) and ``subscribe(callback)``, called with
-  ``(ts, values)`` after each ``add`` (on the collector's thread: a callback must not block);
+* live views: ``frames(since)`` (the raw ticks, for a websocket's backfill) and ``latest()``;
 * history: ``raw(names, start, end)`` within the live window, ``rollups(names, start, end)`` for the minutes not yet
   written to the database (the one in progress included);
 * persistence: ``take_closed()`` hands over the finished minutes once (the collector writes them with an upsert).
@@ -24,7 +23,6 @@ __all__ = ["Rollup", "SampleStore", "default_store", "minute_of"]
 log = logging.getLogger(__name__)
 
 Frame = tuple[float, dict[str, float]]
-Subscriber = Callable[[float, dict[str, float]], None]
 
 
 def minute_of(ts: float) -> float:
@@ -62,7 +60,6 @@ class SampleStore:
         self._frames: deque[Frame] = deque()
         self._open: dict[str, Rollup] = {}
         self._closed: list[Rollup] = []
-        self._subscribers: list[Subscriber] = []
         self._names: dict[str, float] = {}  # series -> last time seen
 
     # --- writing -----------------------------------------------------------------------------------------------------
@@ -93,24 +90,6 @@ class SampleStore:
                 self._closed.append(self._open.pop(name))
             for name in [n for n, seen in self._names.items() if seen < horizon]:
                 del self._names[name]
-            subscribers = list(self._subscribers)
-        for callback in subscribers:
-            try:
-                callback(ts, values)
-            except Exception:  # one broken subscriber must not stop the collector or the others
-                log.exception("a sample-store subscriber failed")
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(ts, values)`` after every ``add``; returns a function that unsubscribes."""
-        with self._lock:
-            self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if callback in self._subscribers:
-                    self._subscribers.remove(callback)
-
-        return unsubscribe
 
     def take_closed(self) -> list[Rollup]:
         """The finished minutes not handed over yet (each is handed over once)."""
@@ -139,11 +118,6 @@ class SampleStore:
     def latest(self) -> Frame | None:
         with self._lock:
             return self._frames[-1] if self._frames else None
-
-    @property
-    def oldest_ts(self) -> float | None:
-        with self._lock:
-            return self._frames[0][0] if self._frames else None
 
     def frames(self, since: float | None = None, names: Callable[[str], bool] | None = None) -> list[Frame]:
         """Raw ticks newer than ``since``, each filtered to the series ``names`` accepts (all when None)."""

@@ -13,7 +13,6 @@ loses its oldest samples (``dropped`` counts them), never slows the collector or
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from urllib.parse import parse_qs
@@ -27,8 +26,6 @@ from controlplane.monitoring.service import deployment_group, node_group
 from controlplane.monitoring.store import default_store
 
 __all__ = ["MetricsConsumer"]
-
-logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_BAD_QUERY = 4400
@@ -51,7 +48,6 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "error": str(exc)})
             await self.close(code=CLOSE_NOT_FOUND if isinstance(exc, LookupError) else CLOSE_BAD_QUERY)
             return
-        self.scope_info = scope
         self.group = scope["group"]
         self.buffer: deque[dict] = deque(maxlen=settings.METRICS_CLIENT_BUFFER)
         self.dropped = 0

@@ -101,3 +101,10 @@ def test_prometheus_may_scrape_with_the_metrics_token_and_nothing_else(settings,
     wrong.credentials(HTTP_AUTHORIZATION="Bearer scrape-wrong")
     assert wrong.get("/metrics").status_code == 401
     assert clients["viewer"].get("/metrics").status_code == 200  # API tokens still work
+
+
+def test_every_worker_family_reads_a_field_the_service_keeps():
+    from controlplane.monitoring.prometheus import _WORKER
+    from controlplane.monitoring.service import WORKER_FIELDS
+
+    assert set(_WORKER) <= set(WORKER_FIELDS)

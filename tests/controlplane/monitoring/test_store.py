@@ -57,18 +57,3 @@ def test_non_finite_values_are_dropped_and_old_samples_ignored():
     store.add(T0, {"a": 99.0})
     assert store.frames() == [(T0 + 5, {"a": 1.0})]
     assert store.names() == ["a"]
-
-
-def test_subscribers_see_every_add_and_a_failing_one_does_not_stop_the_others():
-    store = SampleStore()
-    seen = []
-
-    def broken(ts, values):
-        raise RuntimeError("boom")
-
-    store.subscribe(broken)
-    unsubscribe = store.subscribe(lambda ts, values: seen.append((ts, values)))
-    store.add(T0, {"a": 1.0})
-    unsubscribe()
-    store.add(T0 + 1, {"a": 2.0})
-    assert seen == [(T0, {"a": 1.0})]
