@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.traces import latency_series, output_lengths, token_outputs
-from controlplane.monitoring.drift import (
+from controlplane.stats.drift import (
     ChangePointConfig,
     DistributionConfig,
     compare_outputs,
@@ -200,7 +200,7 @@ def main() -> None:
         perm_runs = max(blocks, runs // 5)
         perm = merge(pool.map(permutation_row, [(300 + i, perm_runs // blocks, n_out) for i in range(blocks)]))
 
-    print("# Latency change points (controlplane/monitoring/drift.py): one-sided CUSUM on standardised log-latency")
+    print("# Latency change points (controlplane/stats/drift.py): one-sided CUSUM on standardised log-latency")
     print(f"defaults: {default}; h = {default.h:.2f}, k = {default.reference}")
     print(
         f"{runs} runs per row; each run draws a baseline, an unchanged series of {SERIES} samples (false alarms, "

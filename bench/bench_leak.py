@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.traces import GB, STABLE_KINDS, memory_trace
-from controlplane.monitoring.leak import LeakConfig, LeakDetector, LeakState, evaluations
+from controlplane.stats.leak import LeakConfig, LeakDetector, LeakState, evaluations
 
 CONFIG = LeakConfig(load_bytes_per_unit=1.0)  # the traces' load series is KV-cache bytes
 TARGETS = {10.0: 10, 4.0: 20, 1.0: 45}  # MB/min -> minutes
@@ -133,7 +133,7 @@ def main() -> None:
     leak_seeds = 5 if args.quick else 20
     stable_seeds, hours = (1, 6.0) if args.quick else (5, 24.0)
     started = time.time()
-    print("# Leak detector (controlplane/monitoring/leak.py), defaults:", CONFIG)
+    print("# Leak detector (controlplane/stats/leak.py), defaults:", CONFIG)
     leak_jobs = [(bg, r, LEAK_SEED + s) for bg in ("steps", "mixed") for r in TARGETS for s in range(leak_seeds)]
     stable_jobs = [(k, STABLE_SEED + s, hours, False) for k in STABLE_KINDS for s in range(stable_seeds)]
     stable_jobs += [("load", STABLE_SEED + s, hours, True) for s in range(stable_seeds)]

@@ -220,7 +220,7 @@ class JobTrigger(models.TextChoices):
 
 
 class SchedulerState(models.TextChoices):
-    """How the scheduler looks from outside, judged from its lock row (see services/heartbeat.py)."""
+    """How the scheduler looks from outside, judged from its lock row (see jobs/heartbeat.py)."""
 
     RUNNING = "running", "Running"
     NEVER_RAN = "never_ran", "No scheduler has run yet"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils.functional import SimpleLazyObject
 
-from controlplane.services.heartbeat import scheduler_health
+from controlplane.jobs.heartbeat import scheduler_health
 
 
 def scheduler(request) -> dict:

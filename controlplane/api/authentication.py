@@ -7,17 +7,7 @@ from rest_framework import authentication, exceptions
 
 from controlplane.choices import TokenScope
 from controlplane.models import ApiToken
-
-# last_used_at is written at most this often per token, so that a busy client does not write on every request.
-LAST_USED_RESOLUTION_S = 60
-
-
-def token_from_header(header: str) -> str | None:
-    """The raw token in an ``Authorization`` header value, or None when it is not a bearer header."""
-    parts = header.split()
-    if len(parts) != 2 or parts[0].lower() != "bearer":
-        return None
-    return parts[1]
+from controlplane.services.accounts import LAST_USED_RESOLUTION_S, token_from_header
 
 
 def authenticate_token(raw: str) -> ApiToken:

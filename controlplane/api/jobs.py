@@ -10,9 +10,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from controlplane.choices import AuditSource, Role
+from controlplane.jobs import status as job_service
 from controlplane.models import JobRun
 from controlplane.services import audit
-from controlplane.services import jobs as job_service
 
 from .serializers import StrictMixin
 
@@ -77,7 +77,7 @@ class RunNowResultSerializer(serializers.Serializer):
 
 
 class JobViewSet(viewsets.ViewSet):
-    """Scheduled jobs. They are declared in code (``controlplane/jobs.py``); here they are read and run now."""
+    """Scheduled jobs. They are declared in code (``controlplane/jobs/registry.py``); here they are read and run now."""
 
     lookup_field = "name"
     lookup_value_regex = "[a-z][a-z0-9_]*"

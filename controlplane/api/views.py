@@ -9,9 +9,8 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from controlplane import driftchecks, quality, rollouts
 from controlplane.choices import AuditSource, Role
-from controlplane.gateway import cache as response_cache
+from controlplane.drift import checks as driftchecks
 from controlplane.models import (
     GPU,
     ApiToken,
@@ -25,8 +24,12 @@ from controlplane.models import (
     User,
     WorkerEvent,
 )
-from controlplane.services import accounts, audit, deployments, inventory, registry, workers
+from controlplane.rollouts import machine as rollouts
+from controlplane.services import accounts, audit, deployments, inventory, registry
+from controlplane.services import golden as quality
 from controlplane.services.errors import InvalidInput
+from controlplane.services.serving import cache_stats
+from controlplane.workers import actions as workers
 
 from . import filters, serializers
 
@@ -180,7 +183,7 @@ class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["get"])
     def cache(self, request, pk=None):
         """Response-cache hits, misses and bytes for this deployment."""
-        return Response(response_cache.stats(self.get_object().pk))
+        return Response(cache_stats(self.get_object().pk))
 
     @extend_schema(methods=["get"], responses=serializers.RolloutSerializer(many=True))
     @extend_schema(

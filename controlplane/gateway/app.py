@@ -20,9 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from controlplane.workerclient import WorkerClient, WorkerUnavailable
+from controlplane.monitoring import gateway_metrics as metrics
+from controlplane.workers.client import WorkerClient, WorkerUnavailable
 
-from . import cache, metrics
+from . import cache
 from .auth import Caller, authenticate
 from .errors import GatewayError, error_response
 from .limits import check_rate_limit

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from controlplane.api.authentication import LAST_USED_RESOLUTION_S, token_from_header
 from controlplane.models import ApiToken
+from controlplane.services.accounts import LAST_USED_RESOLUTION_S, token_from_header
 
 from .errors import GatewayError
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 
-from django.core.cache import cache
+from controlplane.services.serving import cache_stat_key
 
 from .cachecalls import call
 from .routing import Target
 
 # Fields that do not change the answer.
 IGNORED_FIELDS = {"stream", "stream_options", "user", "session_id"}
-STAT_KEYS = ("hits", "misses", "bytes_served", "bytes_stored")
 
 
 def is_deterministic(body: dict) -> bool:
@@ -31,12 +30,8 @@ def cache_key(target: Target, endpoint: str, body: dict) -> str:
     return f"gw:r:{target.deployment_id}:{target.cache_scope}:{target.model_version_id}:{endpoint}:{stream}:{digest}"
 
 
-def _stat_key(deployment_id: int, name: str) -> str:
-    return f"gw:stats:{deployment_id}:{name}"
-
-
 async def count(deployment_id: int, name: str, amount: int = 1) -> None:
-    key = _stat_key(deployment_id, name)
+    key = cache_stat_key(deployment_id, name)
     if not await call("add", key, amount, timeout=None):
         try:
             await call("incr", key, amount)
@@ -50,11 +45,3 @@ async def get(key: str) -> bytes | None:
 
 async def put(key: str, payload: bytes, ttl_s: int) -> None:
     await call("set", key, payload, timeout=ttl_s)
-
-
-def stats(deployment_id: int) -> dict[str, int]:
-    values = cache.get_many([_stat_key(deployment_id, name) for name in STAT_KEYS])
-    result = {name: int(values.get(_stat_key(deployment_id, name), 0)) for name in STAT_KEYS}
-    lookups = result["hits"] + result["misses"]
-    result["hit_ratio"] = round(result["hits"] / lookups, 4) if lookups else None
-    return result

@@ -14,6 +14,7 @@ from django.conf import settings
 
 from controlplane.choices import DesiredState, RolloutStatus
 from controlplane.models import Deployment, InferenceRecord, Rollout
+from controlplane.services.serving import served_key
 
 from .cachecalls import call
 from .errors import GatewayError
@@ -87,19 +88,6 @@ def _load(name: str) -> Route | None:
         status_detail="canary",
     )
     return Route(stable, canary, rollout.weight, rollout.pk, int(revision.config.get("session_timeout_s", 3600)))
-
-
-def served_key(deployment_id: int) -> str:
-    return f"gw:served:{deployment_id}"
-
-
-def publish_served_revision(deployment_id: int, revision: int | None) -> None:
-    """Called by the supervisor whenever a worker starts serving a revision: every gateway process sees it on its
-    next request (local-memory cache in the embedded mode, Redis in scale-out), so no answer cached for the old
-    revision is served after the switch."""
-    from django.core.cache import cache
-
-    cache.set(served_key(deployment_id), revision, timeout=None)
 
 
 async def _route(model: str, fresh: bool = False) -> Route | None:

@@ -1,6 +1,6 @@
 """Scheduled jobs: every run with its outcome, each job's shared state, the scheduler lock, and run-now requests.
 
-The job definitions themselves live in code (``controlplane/jobs.py``); these tables hold what happened and what
+The job definitions themselves live in code (``jobs/registry.py``); these tables hold what happened and what
 several processes must agree on (who leads, who runs a job right now), always changed with conditional UPDATEs.
 """
 

@@ -1,6 +1,6 @@
 """Leak detectors on the workers' memory series, fed by the collector each tick (plain Python, no Django).
 
-One :class:`~controlplane.monitoring.leak.LeakDetector` per (deployment, memory kind): the worker's RSS, its torch
+One :class:`~controlplane.stats.leak.LeakDetector` per (deployment, memory kind): the worker's RSS, its torch
 allocated memory, and its GPU memory as NVML sees it (per process). Memory explained by load is taken out with the
 worker's KV-cache bytes (one byte of memory per byte of KV cache). A detector is reset when the worker's pid changes
 (a restart frees everything). ``update`` returns the state changes; the collector turns them into alerts and, when
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .leak import LeakConfig, LeakDetector, LeakState, LeakStatus
+from controlplane.stats.leak import LeakConfig, LeakDetector, LeakState, LeakStatus
 
 __all__ = ["KINDS", "LeakChange", "LeakWatch", "WatchedWorker"]
 

@@ -4,7 +4,7 @@
 * worker series in vLLM's style (``lcp_worker_num_requests_running``, ``..._prompt_tokens_total``; labels
   ``deployment`` and ``model_name``), from the last ``/control/stats`` of each local worker;
 * leak detection per watched memory series (state, growth rate, projected time to OOM);
-* the gateway's request, latency, token and cache series (``controlplane/gateway/metrics.py``);
+* the gateway's request, latency, token and cache series (``gateway_metrics.py``);
 * the control-plane process itself (``process_*``, ``python_*``).
 
 Other modules add collectors with ``register(collector)``. The exposition passes ``promtool check metrics``
@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from . import gateway_metrics
 from .gpu_prometheus import GpuHostMetricsCollector
 
 __all__ = ["exposition", "register", "registry"]
@@ -177,6 +178,4 @@ register(WorkerMetricsCollector())
 
 def exposition() -> bytes:
     """The text ``/metrics`` answers: this registry, the gateway's, then the process's own."""
-    from controlplane.gateway.metrics import registry as gateway_registry
-
-    return b"".join(generate_latest(r) for r in (registry, gateway_registry, PROCESS_REGISTRY))
+    return b"".join(generate_latest(r) for r in (registry, gateway_metrics.registry, PROCESS_REGISTRY))

@@ -31,12 +31,12 @@ from controlplane import runtime
 from controlplane.choices import DeploymentStatus, WorkerEventKind
 from controlplane.models import Deployment, Node, WorkerEvent
 from controlplane.services.deployment_config import LeakAction
-from controlplane.workerclient import WorkerClient, WorkerError
+from controlplane.stats.leak import LeakConfig, LeakState
+from controlplane.workers.client import WorkerClient, WorkerError
 
 from . import history
 from .collectors import LocalCollector
 from .collectors.samples import Snapshot
-from .leak import LeakConfig, LeakState
 from .leakwatch import KINDS, LeakChange, LeakWatch, WatchedWorker
 from .store import SampleStore, default_store
 
@@ -298,7 +298,7 @@ class MetricsService(runtime.ServiceThread):
     def on_leak_change(self, change: LeakChange) -> None:
         from controlplane import alerts
         from controlplane.services import audit
-        from controlplane.services import workers as worker_service
+        from controlplane.workers import actions as worker_service
 
         deployment = Deployment.objects.filter(pk=change.deployment_id).select_related("current_revision").first()
         if deployment is None:

@@ -14,9 +14,19 @@ from controlplane.models import ApiToken
 from . import audit
 from .errors import InvalidInput
 
-__all__ = ["create_user", "issue_token", "revoke_token", "update_user"]
+__all__ = ["LAST_USED_RESOLUTION_S", "create_user", "issue_token", "revoke_token", "token_from_header", "update_user"]
 
 USER_AUDIT_EXCLUDE = ("password",)
+# last_used_at is written at most this often per token, so that a busy client does not write on every request.
+LAST_USED_RESOLUTION_S = 60
+
+
+def token_from_header(header: str) -> str | None:
+    """The raw token in an ``Authorization`` header value, or None when it is not a bearer header."""
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1]
 
 
 def issue_token(

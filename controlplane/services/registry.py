@@ -95,7 +95,7 @@ def register_model_version(
                 created_by=actor.user,
             )
             audit.record(actor, "model_version.create", model_version, after=audit.snapshot(model_version))
-            from controlplane.quality import import_from_artifact
+            from controlplane.services.golden import import_from_artifact
 
             import_from_artifact(actor, model_version)
     except IntegrityError:

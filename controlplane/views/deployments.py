@@ -6,12 +6,13 @@ from django.views.decorators.http import require_POST
 
 from controlplane.choices import Role
 from controlplane.forms import DeploymentForm
-from controlplane.gateway import cache as response_cache
 from controlplane.models import Deployment
-from controlplane.services import deployments, workers
+from controlplane.services import deployments
 from controlplane.services.deployment_config import CONFIG_FIELDS
 from controlplane.services.errors import InvalidInput
 from controlplane.services.fit import estimate_memory
+from controlplane.services.serving import cache_stats
+from controlplane.workers import actions as workers
 
 from .base import actor, form_page, role_required
 
@@ -49,7 +50,7 @@ def deployment_detail(request, pk):
         "estimate": estimate,
         "worker": workers.live_state(deployment) if deployment.worker_url else None,
         "events": deployment.worker_events.all()[:15],
-        "cache": response_cache.stats(deployment.pk),
+        "cache": cache_stats(deployment.pk),
         "rollouts": deployment.rollouts.select_related("target_model_version")[:20],
     }
     return render(request, "deployments/detail.html", context)

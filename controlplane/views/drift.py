@@ -6,8 +6,8 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from controlplane import driftchecks
 from controlplane.choices import DriftKind, Role
+from controlplane.drift import checks as driftchecks
 from controlplane.models import Deployment, DriftCheck
 
 from .base import role_required

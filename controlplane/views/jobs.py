@@ -9,11 +9,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from controlplane.choices import JobOutcome, Role
+from controlplane.jobs import status as job_service
+from controlplane.jobs.heartbeat import scheduler_health
 from controlplane.models import JobRun
-from controlplane.services import jobs as job_service
 from controlplane.services.errors import Conflict
 from controlplane.services.fit import format_bytes
-from controlplane.services.heartbeat import scheduler_health
 
 from .base import actor, role_required
 

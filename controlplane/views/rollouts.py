@@ -7,9 +7,9 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from controlplane import rollouts
 from controlplane.choices import Precision, Role, RolloutStrategy
 from controlplane.models import Deployment, ModelVersion, Rollout
+from controlplane.rollouts import machine as rollouts
 from controlplane.services.errors import Conflict, InvalidInput
 
 from .base import actor, form_page, role_required

@@ -9,8 +9,8 @@ from django.views.decorators.http import require_POST
 
 from controlplane.choices import Role
 from controlplane.models import Deployment
-from controlplane.services import workers
 from controlplane.services.errors import Conflict, InvalidInput
+from controlplane.workers import actions as workers
 
 from .base import actor, role_required
 

@@ -4,8 +4,8 @@ import pytest
 
 from controlplane.choices import Role
 from controlplane.models import GoldenSet
-from controlplane.quality import _agreement, create_golden_set
 from controlplane.services import registry
+from controlplane.services.golden import create_golden_set
 
 from .api_contract import DROP, CrudContract
 from .conftest import make_checkpoint
@@ -78,9 +78,3 @@ def test_a_set_of_recorded_outputs_is_scored_on_them(actor, model_version):
         [{"prompt": "Return the ", "output": "server the server", "max_tokens": 48, "temperature": 0.0}],
     )
     assert golden.items[0]["max_tokens"] == 48 and golden.texts() == ["Return the server the server"]
-
-
-def test_agreement_is_one_for_a_reproduced_reference_and_low_for_another_text():
-    assert _agreement(" number of items.", " number of items.") == 1.0
-    assert _agreement(" number of items. And more", " number of items.") == 1.0
-    assert _agreement("zzzz qqqq", " number of items.") < 0.3

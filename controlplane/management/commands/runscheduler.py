@@ -13,8 +13,8 @@ import threading
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from controlplane import jobs
-from controlplane.scheduler import Scheduler
+from controlplane.jobs import registry as jobs
+from controlplane.jobs.scheduler import Scheduler
 
 
 class Command(BaseCommand):

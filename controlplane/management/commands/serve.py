@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand
 from controlplane import runtime
 from controlplane.services.bootstrap import bootstrap_demo
 from controlplane.services.inventory import register_local_node
-from controlplane.workerclient import close_async_clients
+from controlplane.workers.client import close_async_clients
 
 logger = logging.getLogger(__name__)
 

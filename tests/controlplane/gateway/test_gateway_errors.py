@@ -10,7 +10,7 @@ from controlplane.choices import TokenScope
 from controlplane.gateway.auth import forget_tokens
 from controlplane.gateway.routing import forget_routes
 from controlplane.models import ApiToken, Deployment, InferenceRecord
-from controlplane.workerclient import close_async_clients
+from controlplane.workers.client import close_async_clients
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,7 +134,8 @@ async def test_a_rate_limited_token_gets_429_with_retry_after(gateway, viewer, d
 
 
 async def test_a_newly_served_revision_is_seen_on_the_next_request_despite_the_route_cache(token, deployment, settings):
-    from controlplane.gateway.routing import publish_served_revision, resolve
+    from controlplane.gateway.routing import resolve
+    from controlplane.services.serving import publish_served_revision
 
     settings.GATEWAY_ROUTE_CACHE_S = 60
     await sync_to_async(Deployment.objects.filter(pk=deployment.pk).update)(

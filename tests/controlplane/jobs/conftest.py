@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from controlplane import jobs
+from controlplane.jobs import registry as jobs
 from controlplane.services import alert_signal
 from tests.controlplane.clock import FakeClock
 

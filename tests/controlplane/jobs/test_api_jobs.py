@@ -3,10 +3,11 @@
 import pytest
 from django.utils import timezone
 
-from controlplane import jobs
 from controlplane.choices import JobOutcome, JobTrigger, Role
+from controlplane.jobs import lease
+from controlplane.jobs import registry as jobs
+from controlplane.jobs import runs as jobruns
 from controlplane.models import AuditEvent, JobRun, JobRunRequest, JobState
-from controlplane.services import jobruns, lease
 
 from .conftest import Gate, add_job
 

@@ -6,8 +6,8 @@ import shutil
 import pytest
 from django.conf import settings
 
-from controlplane import jobs
-from controlplane.services import jobruns
+from controlplane.jobs import registry as jobs
+from controlplane.jobs import runs as jobruns
 
 from .conftest import add_job
 

@@ -11,10 +11,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.html import escape
 
-from controlplane import jobs
 from controlplane.choices import JobOutcome
+from controlplane.jobs import lease
+from controlplane.jobs import registry as jobs
+from controlplane.jobs import runs as jobruns
 from controlplane.models import JobRun, SchedulerLease
-from controlplane.services import jobruns, lease
 
 from ..conftest import page_text as text
 

@@ -6,12 +6,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from controlplane import jobs
 from controlplane.choices import SchedulerState
+from controlplane.jobs import heartbeat, lease
+from controlplane.jobs import registry as jobs
+from controlplane.jobs.heartbeat import HeartbeatWatcher, scheduler_health
+from controlplane.jobs.scheduler import HeartbeatWatch
 from controlplane.models import SchedulerLease
-from controlplane.scheduler import HeartbeatWatch
-from controlplane.services import alert_signal, heartbeat, lease
-from controlplane.services.heartbeat import HeartbeatWatcher, scheduler_health
+from controlplane.services import alert_signal
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from controlplane import jobs
 from controlplane.choices import JobOutcome, JobTrigger
+from controlplane.jobs import registry as jobs
+from controlplane.jobs import runs as jobruns
 from controlplane.models import JobRun, JobRunRequest, JobState
-from controlplane.services import jobruns
 
 from .conftest import add_job, boom
 

@@ -5,11 +5,12 @@ from datetime import timedelta
 import pytest
 from django.db import OperationalError
 
-from controlplane import jobs
 from controlplane.choices import JobOutcome
+from controlplane.jobs import lease
+from controlplane.jobs import registry as jobs
+from controlplane.jobs import runs as jobruns
+from controlplane.jobs.scheduler import Scheduler
 from controlplane.models import JobRun, JobState, SchedulerLease
-from controlplane.scheduler import Scheduler
-from controlplane.services import jobruns, lease
 
 pytestmark = pytest.mark.django_db
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from controlplane import jobs
 from controlplane.choices import JobOutcome
-from controlplane.services import jobruns
+from controlplane.jobs import registry as jobs
+from controlplane.jobs import runs as jobruns
 
 from .conftest import add_job
 
@@ -37,6 +37,6 @@ def test_an_unknown_job_is_a_lookup_error():
 
 @pytest.mark.django_db
 def test_a_job_named_by_its_import_path_is_imported_when_it_runs(monkeypatch, clock):
-    add_job(monkeypatch, jobs.Job("by_path", "controlplane.jobs:heartbeat", every_s=60))
+    add_job(monkeypatch, jobs.Job("by_path", "controlplane.jobs.registry:heartbeat", every_s=60))
     run = jobruns.execute("by_path", owner="scheduler:a", clock=clock)
     assert run.outcome == JobOutcome.SUCCESS and run.result == {"recorded": False}

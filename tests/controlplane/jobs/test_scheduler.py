@@ -12,12 +12,12 @@ import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
 from django.utils import timezone
 
-from controlplane import jobs
 from controlplane.choices import JobOutcome, JobTrigger
+from controlplane.jobs import registry as jobs
+from controlplane.jobs import status as job_service
+from controlplane.jobs.scheduler import Scheduler
 from controlplane.models import JobRun, JobRunRequest, JobState, SchedulerLease
-from controlplane.scheduler import Scheduler
 from controlplane.services import audit
-from controlplane.services import jobs as job_service
 
 from .conftest import Gate, add_job, boom
 

@@ -9,11 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from controlplane import jobs
 from controlplane.choices import JobOutcome, WorkerReply
+from controlplane.jobs import registry as jobs
+from controlplane.jobs import runs as jobruns
 from controlplane.models import Deployment
-from controlplane.services import deployments, jobruns
-from controlplane.workerclient import worker_secret
+from controlplane.services import deployments
+from controlplane.workers.client import worker_secret
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controlplane import jobs
+from controlplane.jobs import registry as jobs
 from controlplane.models import MetricRollup, Node
 from controlplane.monitoring import history
 from controlplane.monitoring import store as store_module

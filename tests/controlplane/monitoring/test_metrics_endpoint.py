@@ -8,7 +8,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controlplane.gateway import metrics as gateway_metrics
+from controlplane.monitoring import gateway_metrics
 from controlplane.monitoring import service as service_module
 
 from .test_gpu_prometheus import check_metrics
@@ -77,7 +77,7 @@ def test_a_worker_that_stops_answering_shows_as_down_and_its_pid_joins_gpu_serie
     processes = {s.labels["pid"] for s in found["lcp_gpu_process_memory_used_bytes"].samples}
     assert info.labels["pid"] in processes
 
-    from controlplane.workerclient import WorkerUnavailable
+    from controlplane.workers.client import WorkerUnavailable
 
     def down(timeout=None):
         raise WorkerUnavailable("connection refused")

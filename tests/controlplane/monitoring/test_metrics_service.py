@@ -11,10 +11,10 @@ import pytest
 from controlplane.choices import AlertKind, WorkerEventKind
 from controlplane.models import GPU, Alert, MetricRollup, WorkerEvent
 from controlplane.monitoring.collectors import LocalCollector, NvmlCollector
-from controlplane.monitoring.leak import LeakState
 from controlplane.monitoring.leakwatch import LeakWatch, WatchedWorker
 from controlplane.monitoring.service import worker_series
 from controlplane.services import deployments as deployment_service
+from controlplane.stats.leak import LeakState
 from tests.fakes.pynvml_fake import FakeNvml, GiB
 
 from .workers import MB, PID, T0, Clock, StubWorker, make_service
@@ -55,7 +55,7 @@ def test_without_nvml_the_rest_carries_on_and_the_reason_is_published(running, c
 
 
 def test_a_worker_that_does_not_answer_is_skipped_for_that_tick(running, cpu_node):
-    from controlplane.workerclient import WorkerUnavailable
+    from controlplane.workers.client import WorkerUnavailable
 
     class Down(StubWorker):
         def stats(self, timeout=None):

@@ -3,7 +3,6 @@ worker on one: perplexity of the reference texts and agreement of greedy outputs
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 
@@ -12,9 +11,8 @@ from django.db import transaction
 from controlplane.models import GoldenSet, ModelVersion
 from controlplane.services import audit
 from controlplane.services.errors import InvalidInput
-from controlplane.workerclient import WorkerClient
 
-__all__ = ["create_golden_set", "golden_texts_for", "import_from_artifact", "parse_items", "score"]
+__all__ = ["create_golden_set", "golden_texts_for", "import_from_artifact", "parse_items"]
 
 MAX_ITEMS = 1000
 MAX_TEXT = 4000
@@ -101,30 +99,3 @@ def golden_for(model_version: ModelVersion) -> GoldenSet | None:
 def golden_texts_for(model_version: ModelVersion) -> list[str]:
     golden = golden_for(model_version)
     return golden.texts() if golden else []
-
-
-def _agreement(output: str, reference: str) -> float:
-    """How much of the reference the output reproduces, 0..1 (a normalised similarity of the two texts)."""
-    size = max(len(reference), 1)
-    return difflib.SequenceMatcher(None, output[:size], reference[:size], autojunk=False).ratio()
-
-
-def score(client: WorkerClient, golden: GoldenSet, model: str) -> dict:
-    """Score a worker on a golden set: perplexity of the texts (see ``GoldenSet.texts``), and agreement of its
-    greedy continuation of each prompt with the recorded output (or the reference). The outputs are kept so that a
-    person can see what changed."""
-    perplexity = client.perplexity(golden.texts())
-    outputs, agreements = [], []
-    for item in golden.items:
-        answer = client.complete(model, item["prompt"], max_tokens=item.get("max_tokens", 32), temperature=0.0)
-        text = answer["choices"][0]["text"]
-        outputs.append(text)
-        agreements.append(_agreement(text, item.get("output") or item["reference"]))
-    return {
-        "perplexity": float(perplexity["perplexity"]),
-        "tokens": int(perplexity.get("tokens", 0)),
-        "agreement": sum(agreements) / len(agreements),
-        "items": len(golden.items),
-        "outputs": outputs,
-        "agreements": [round(a, 4) for a in agreements],
-    }

@@ -10,11 +10,10 @@ from django.utils import timezone
 
 from controlplane.choices import DesiredState
 from controlplane.models import Deployment, InferenceRecord
-from controlplane.workerclient import WorkerClient, WorkerError
-
-from . import audit
-from .deployments import deployment_changed, update_deployment
-from .errors import Conflict, InvalidInput
+from controlplane.services import audit
+from controlplane.services.deployments import deployment_changed, update_deployment
+from controlplane.services.errors import Conflict, InvalidInput
+from controlplane.workers.client import WorkerClient, WorkerError
 
 __all__ = ["end_session", "list_sessions", "live_state", "request_restart", "set_running", "usage_summary"]
 

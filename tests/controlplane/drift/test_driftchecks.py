@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from controlplane import driftchecks
 from controlplane.choices import AlertState, DriftVerdict, Role
+from controlplane.drift import checks as driftchecks
 from controlplane.models import Alert, DriftCheck, InferenceRecord
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,6 @@
 """Drift checks on deployments: quality (a golden set through the worker), latency (a change point in the
 gateway's request latencies and times to first token), and the output distribution (lengths, recent window
-against a reference window). The statistics are in ``controlplane.monitoring.drift``; this module gathers the data,
+against a reference window). The statistics are in ``controlplane.stats.drift``; this module gathers the data,
 stores each check with its statistic, threshold, verdict and data, and tells the alerts.
 
 Baselines: the golden set's recorded outputs were produced by its model version as shipped, so their agreement
@@ -19,9 +19,9 @@ from django.utils import timezone
 
 from controlplane.choices import DeploymentStatus, DesiredState, DriftKind, DriftVerdict
 from controlplane.models import Deployment, DriftCheck, InferenceRecord
-from controlplane.monitoring import drift as stats
-from controlplane.quality import golden_for
-from controlplane.workerclient import WorkerClient, WorkerError
+from controlplane.services.golden import golden_for
+from controlplane.stats import drift as stats
+from controlplane.workers.client import WorkerClient, WorkerError
 
 logger = logging.getLogger(__name__)
 

@@ -5,14 +5,14 @@ Background, not asyncio: every job is synchronous ORM and HTTP code, so an async
 run to a thread anyway, and this way the same object runs inside ``serve`` and in ``manage.py runscheduler``.
 
 Each step (about once a second):
-- every SCHEDULER_RENEW_S, take or renew the lock (``services/lease.py``); on winning it, free the jobs that a lost
+- every SCHEDULER_RENEW_S, take or renew the lock (``jobs/lease.py``); on winning it, free the jobs that a lost
   leader still held and schedule every job continuing from its last fire time in the database; on losing it,
   unschedule everything;
 - as leader: start the run-now requests, give up on runs past their max runtime, publish each job's next run time.
 
 APScheduler supplies the policies: ``max_instances=1`` (a fire while the job still runs here is recorded as skipped),
 ``coalesce`` and ``misfire_grace_time`` (runs missed while no scheduler ran or all threads were busy become one run,
-or one "missed" record when too late). The claim in ``services/jobruns.py`` keeps a job single across processes.
+or one "missed" record when too late). The claim in ``jobs/runs.py`` keeps a job single across processes.
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from controlplane import health, jobs, runtime
+from controlplane import health, runtime
 from controlplane.choices import JobTrigger
+from controlplane.jobs import heartbeat, lease
+from controlplane.jobs import registry as jobs
+from controlplane.jobs import runs as jobruns
+from controlplane.jobs import status as job_service
 from controlplane.models import JobRunRequest, JobState
-from controlplane.services import heartbeat, jobruns, lease
-from controlplane.services import jobs as job_service
 
 logger = logging.getLogger(__name__)
 

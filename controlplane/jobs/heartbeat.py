@@ -15,10 +15,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from controlplane.choices import SchedulerState
+from controlplane.jobs.lease import LOCK
 from controlplane.models import SchedulerLease
-
-from .alert_signal import check_scheduler_heartbeat, signal
-from .lease import LOCK
+from controlplane.services.alert_signal import check_scheduler_heartbeat, signal
 
 __all__ = ["HeartbeatWatcher", "SchedulerHealth", "readiness", "scheduler_health"]
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from controlplane.monitoring.trends import huber_fit, mann_kendall, robust_scale, theil_sen
+from controlplane.stats.trends import huber_fit, mann_kendall, robust_scale, theil_sen
 
 
 def test_mann_kendall_matches_kendalls_tau_on_small_and_large_samples():

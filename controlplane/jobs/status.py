@@ -9,12 +9,13 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from controlplane import jobs
 from controlplane.choices import JobOutcome, JobTrigger
+from controlplane.jobs import lease
+from controlplane.jobs import registry as jobs
+from controlplane.jobs import runs as jobruns
 from controlplane.models import JobRun, JobRunRequest, JobState
-
-from . import audit, jobruns, lease
-from .errors import Conflict
+from controlplane.services import audit
+from controlplane.services.errors import Conflict
 
 __all__ = ["JobStatus", "RunNow", "history", "job_status", "job_statuses", "request_run", "take_requests"]
 

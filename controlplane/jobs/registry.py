@@ -2,13 +2,13 @@
 
 A job is a function without arguments that returns a JSON-ready dict (its result, stored on the run and charted on
 the job's page) or None; raising records the run as failed with its traceback. The scheduler (``scheduler.py``)
-runs the table; ``services/jobruns.py`` holds the rules every run follows (one run of a job at a time, records,
+runs the table; ``jobs/runs.py`` holds the rules every run follows (one run of a job at a time, records,
 alerts on failure).
 
 To add a job, add one line to ``REGISTRY``. The function may live anywhere; name it ``"package.module:function"``
 to import it only when it runs (no import cycles, no heavy imports at start-up)::
 
-    Job("drift_checks", "controlplane.monitoring.drift:run_scheduled_checks", every_s=900, description="…"),
+    Job("drift_checks", "controlplane.stats.drift:run_scheduled_checks", every_s=900, description="…"),
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from controlplane.choices import WorkerReply
 from controlplane.models import Deployment, SchedulerLease
-from controlplane.workerclient import WorkerClient, WorkerError, WorkerUnavailable
+from controlplane.workers.client import WorkerClient, WorkerError, WorkerUnavailable
 
 __all__ = ["JOBS", "REGISTRY", "Job", "Series", "expire_sessions", "get_job", "heartbeat", "prune_job_runs"]
 
@@ -97,7 +97,7 @@ class Job:
 def heartbeat() -> dict:
     """Prove that jobs run: stamp the lock row while a scheduler holds it. Run inline without a leading scheduler
     (from the API, say) it stamps nothing, so it cannot hide a dead scheduler."""
-    from controlplane.services.lease import LOCK
+    from controlplane.jobs.lease import LOCK
 
     now = timezone.now()
     stamped = SchedulerLease.objects.filter(name=LOCK, expires_at__gt=now).exclude(owner="")
@@ -106,7 +106,7 @@ def heartbeat() -> dict:
 
 def prune_job_runs() -> dict:
     """Delete job runs older than JOB_RUN_RETENTION_DAYS (each job's last and running run stay)."""
-    from controlplane.services.jobruns import prune_runs
+    from controlplane.jobs.runs import prune_runs
 
     return prune_runs(timezone.now(), settings.JOB_RUN_RETENTION_DAYS)
 
@@ -180,7 +180,7 @@ REGISTRY: tuple[Job, ...] = (
     ),
     Job(
         "advance_rollouts",
-        "controlplane.rollouts:advance_all",
+        "controlplane.rollouts.machine:advance_all",
         every_s=5,
         max_runtime_s=600,
         description="Moves active rollouts on: starts steps, evaluates gates at the end of each bake time, "
@@ -189,7 +189,7 @@ REGISTRY: tuple[Job, ...] = (
     ),
     Job(
         "drift_checks",
-        "controlplane.driftchecks:run_scheduled_checks",
+        "controlplane.drift.checks:run_scheduled_checks",
         every_s=settings.DRIFT_CHECK_INTERVAL_S,
         max_runtime_s=1800,
         description="Quality (golden set), latency change points and output distribution of every running "

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.traces import latency_series, output_lengths, token_outputs
-from controlplane.monitoring.drift import (
+from controlplane.stats.drift import (
     ChangePointConfig,
     ChangePointDetector,
     DistributionConfig,

@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from controlplane import gates as gate_checks
 from controlplane.choices import DesiredState, RolloutStatus, RolloutStrategy
 from controlplane.models import Deployment, ModelVersion, Rollout, RolloutEvent
+from controlplane.rollouts import gates as gate_checks
 from controlplane.services import audit
 from controlplane.services.deployment_config import validate_config
 from controlplane.services.deployments import commit_revision, deployment_changed
@@ -349,7 +349,7 @@ def _start(rollout: Rollout, now: datetime) -> Rollout:
 
 def gate_clients(rollout: Rollout) -> dict:
     """Worker clients for the gates that measure through the workers, and the golden texts to score."""
-    from controlplane.workerclient import WorkerClient
+    from controlplane.workers.client import WorkerClient
 
     deployment = rollout.deployment
     clients: dict = {"golden_texts": golden_texts(rollout)}
@@ -361,9 +361,9 @@ def gate_clients(rollout: Rollout) -> dict:
 
 
 def golden_texts(rollout: Rollout) -> list[str]:
-    """The texts the quality gate scores both versions on (see controlplane/quality.py)."""
+    """The texts the quality gate scores both versions on (see controlplane/services/golden.py)."""
     try:
-        from controlplane.quality import golden_texts_for
+        from controlplane.services.golden import golden_texts_for
     except ImportError:
         return []
     return golden_texts_for(rollout.base_revision.model_version)

@@ -7,13 +7,13 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from controlplane import rollouts
 from controlplane.choices import Role, RolloutStatus
 from controlplane.models import AuditEvent, InferenceRecord, Node, Rollout
+from controlplane.rollouts import machine as rollouts
 from controlplane.services import audit, registry
 from controlplane.services.deployments import create_deployment
 
-from .conftest import make_checkpoint
+from ..conftest import make_checkpoint
 
 pytestmark = pytest.mark.django_db
 

@@ -5,12 +5,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from controlplane import rollouts
 from controlplane.choices import RolloutStatus
 from controlplane.models import InferenceRecord, Rollout
+from controlplane.rollouts import machine as rollouts
 from controlplane.services import registry
 
-from .conftest import make_checkpoint
+from ..conftest import make_checkpoint
 
 pytestmark = pytest.mark.django_db
 

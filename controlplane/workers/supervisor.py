@@ -28,10 +28,10 @@ from django.utils import timezone
 
 from controlplane import runtime
 from controlplane.choices import DeploymentStatus, DesiredState, NodeRole, WorkerEventKind
-from controlplane.gateway.routing import publish_served_revision
 from controlplane.models import Deployment, DeploymentRevision, Node, WorkerEvent
 from controlplane.services.deployments import deployment_changed
-from controlplane.workerclient import WorkerClient, WorkerError, worker_secret
+from controlplane.services.serving import publish_served_revision
+from controlplane.workers.client import WorkerClient, WorkerError, worker_secret
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class Supervisor(runtime.ServiceThread):
         self.refused: dict[int, int] = {}
         # Workers replaced by a promoted canary, terminated once the gateway no longer routes to them.
         self.retiring: list[tuple[WorkerProcess, float]] = []
-        from controlplane.canaries import Canaries
+        from controlplane.rollouts.canaries import Canaries
 
         self.canaries = Canaries(self)
         self.log_dir = Path(settings.VAR_DIR) / "log" / "workers"

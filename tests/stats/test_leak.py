@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.traces import GB, MB, memory_trace
-from controlplane.monitoring.leak import LeakConfig, LeakDetector, LeakState, analyse, evaluations
+from controlplane.stats.leak import LeakConfig, LeakDetector, LeakState, analyse, evaluations
 
 KV = LeakConfig(load_bytes_per_unit=1.0)  # the load series of the traces is KV-cache bytes
 

@@ -23,11 +23,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q
 from django.utils import timezone
 
-from controlplane import jobs
 from controlplane.choices import JobOutcome, JobTrigger
+from controlplane.jobs import registry as jobs
 from controlplane.models import JobRun, JobRunRequest, JobState
-
-from .alert_signal import signal
+from controlplane.services.alert_signal import signal
 
 logger = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from controlplane import rollouts
 from controlplane.choices import RolloutStatus, WorkerEventKind
 from controlplane.models import Deployment, Rollout
-from controlplane.workerclient import WorkerError
+from controlplane.rollouts import machine as rollouts
+from controlplane.workers.client import WorkerError
 
 if TYPE_CHECKING:
-    from controlplane.supervisor import Supervisor, WorkerProcess
+    from controlplane.workers.supervisor import Supervisor, WorkerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,6 @@ class Canaries:
 
 
 def _live(config: dict) -> dict:
-    from controlplane.supervisor import live_config
+    from controlplane.workers.supervisor import live_config
 
     return live_config(config)

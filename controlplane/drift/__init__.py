@@ -1,0 +1,1 @@
+"""Drift checks on deployments (checks.py); the statistics live in controlplane.stats.drift."""

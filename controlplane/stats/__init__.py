@@ -1,0 +1,1 @@
+"""Django-free statistics: trends, change points, distribution tests, leak math, canary tests."""

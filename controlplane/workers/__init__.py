@@ -1,0 +1,1 @@
+"""Worker processes: the client, the WorkerPool, the supervisor, and operator actions on workers."""
