@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
@@ -62,7 +63,7 @@ def _check(cls: str, checks: list[tuple[str, bool, str, object]]) -> None:
             raise ValueError(f"{cls}.{name} must be {bound}, got {value!r}")
 
 
-def _array(name: str, values, positive: bool = False) -> np.ndarray:
+def _array(name: str, values: Sequence[float] | np.ndarray, positive: bool = False) -> np.ndarray:
     x = np.asarray(values, dtype=float)
     if x.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence of numbers, got shape {x.shape}")
@@ -230,7 +231,7 @@ class ChangePointResult:
     after: SampleSummary
     reason: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["verdict"] = str(self.verdict)
         return out
@@ -337,10 +338,21 @@ def detect(
     return _result(Verdict.DRIFT, stat, alarm, change, u, x, cfg, summary, "")
 
 
-def _result(verdict, stat, alarm, change, u, x, cfg, summary, reason) -> ChangePointResult:
+def _result(
+    verdict: Verdict,
+    stat: float,
+    alarm: int | None,
+    change: int | None,
+    u: np.ndarray | None,
+    x: np.ndarray,
+    cfg: ChangePointConfig,
+    summary: dict[str, Any],
+    reason: str,
+) -> ChangePointResult:
     cut = change if change is not None else x.size
     shift = ratio = None
     if change is not None:
+        assert alarm is not None and u is not None  # a change comes with its alarm, on the standardised series
         after = u[change : alarm + 1]
         shift = float(np.median(after))
         before = x[:change]
@@ -464,7 +476,7 @@ class DistributionResult:
     tests: tuple[StatisticTest, ...] = field(default=())
     reason: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["verdict"] = str(self.verdict)
         for test in out["tests"]:
@@ -522,7 +534,9 @@ def _histogram(values: np.ndarray, inner: np.ndarray) -> Histogram:
     )
 
 
-def _test_one(name: str, ref: np.ndarray, cur: np.ndarray, cfg: DistributionConfig) -> tuple[dict, Callable]:
+def _test_one(
+    name: str, ref: np.ndarray, cur: np.ndarray, cfg: DistributionConfig
+) -> tuple[dict[str, Any], Callable[[float], float]]:
     """The test of one statistic, and a function giving its rejection threshold at a level."""
     inner = _edges(ref, cfg.bins)
     psi = _psi(_shares(ref, inner), _shares(cur, inner))
@@ -659,13 +673,15 @@ class QualityResult:
     """Indices of the (up to 5) items that agree least, for a person to read."""
     reason: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["verdict"] = str(self.verdict)
         return out
 
 
-def agreement(output: Sequence, reference: Sequence, method: str = "prefix", prefix_tokens: int = 32) -> float:
+def agreement(
+    output: Sequence[object], reference: Sequence[object], method: str = "prefix", prefix_tokens: int = 32
+) -> float:
     """Agreement of one output with its reference (token ids, or any comparable items), in 0..1."""
     ref = list(reference)[:prefix_tokens]
     out = list(output)[:prefix_tokens]
@@ -692,8 +708,8 @@ def perplexity(token_nlls: Sequence[float] | np.ndarray) -> float:
 
 
 def quality_check(
-    outputs: Sequence[Sequence],
-    references: Sequence[Sequence],
+    outputs: Sequence[Sequence[object]],
+    references: Sequence[Sequence[object]],
     *,
     baseline_agreement: float = 1.0,
     perplexity: float | None = None,
@@ -714,7 +730,7 @@ def quality_check(
     mean = float(np.mean(scores)) if scores else None
     ratio = perplexity / baseline_perplexity if perplexity is not None and baseline_perplexity is not None else None
     worst = tuple(int(i) for i in np.argsort(scores, kind="stable")[:5]) if scores else ()
-    common = dict(
+    common: dict[str, Any] = dict(
         agreement=mean,
         baseline_agreement=baseline_agreement,
         agreement_drop=baseline_agreement - mean if mean is not None else None,
@@ -729,6 +745,7 @@ def quality_check(
         return QualityResult(
             Verdict.INCONCLUSIVE, reason=f"inconclusive: {len(scores)} items (need {cfg.min_items})", **common
         )
+    assert mean is not None  # min_items >= 1
     problems = []
     if baseline_agreement - mean > cfg.max_agreement_drop:
         problems.append(

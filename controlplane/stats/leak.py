@@ -36,6 +36,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -200,7 +201,7 @@ class LeakStatus:
     def slope_bytes_per_min(self) -> float:
         return self.slope_bytes_per_s * 60.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """Plain values (for JSON fields and templates)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "windows"}
         out["state"] = str(self.state)
@@ -254,21 +255,21 @@ class LeakDetector:
         self._last_t = t
         b = math.floor(t / self.config.block_s)
         if self._bin is not None and b != self._bin:
-            self._close_block()
+            self._close_block(self._bin)
         self._bin = b
         self._values.append(value)
         if load is not None:
             self._loads.append(float(load))
         return self.status
 
-    def _close_block(self) -> None:
+    def _close_block(self, index: int) -> None:
         values = self._values
         lowest = min(range(len(values)), key=values.__getitem__)
         if len(self._loads) == len(values):
             load, load_at_min = _mid(sorted(self._loads)), self._loads[lowest]
         else:
             load = load_at_min = math.nan
-        self.add_block(self._bin, _mid(sorted(values)), values[lowest], load, load_at_min)
+        self.add_block(index, _mid(sorted(values)), values[lowest], load, load_at_min)
         self._values, self._loads = [], []
 
     def add_block(
@@ -311,7 +312,12 @@ class LeakDetector:
             state.rising_streak, state.quiet_streak = 0, state.quiet_streak + 1
             state.confirmed = state.confirmed and state.quiet_streak < k
 
-    def _status(self, checks: tuple[WindowCheck, ...], floors: tuple[np.ndarray, ...], base: dict) -> LeakStatus:
+    def _status(
+        self,
+        checks: tuple[WindowCheck, ...],
+        floors: tuple[np.ndarray, np.ndarray, np.ndarray],
+        base: dict[str, Any],
+    ) -> LeakStatus:
         base.update(ready=bool(checks), windows=checks)
         if not checks:
             need = self.config.windows_s[0] * self.config.min_coverage
@@ -326,6 +332,7 @@ class LeakDetector:
             state, w = LeakState.OK, max((c for c in checks), key=lambda c: -c.p_value).window_s
         ws = self._windows[w]
         check = ws.last
+        assert check is not None  # w is a window with a check: a confirmed or rising one, or one of ``checks``
         slope, onset = TheilSen(check.slope_bytes_per_s, 0.0, check.slope_low, check.slope_high), None
         if state != LeakState.OK:
             slope, onset = _since_onset(*floors, base["time"] - w, slope)
@@ -387,7 +394,9 @@ def _auto_segment(cfg: LeakConfig, index: np.ndarray, drops: np.ndarray) -> floa
     return float(min(max(segment, cfg.min_segment_s), cfg.max_segment_s))
 
 
-def _floors(index, times, adjusted, drops, longest: int) -> tuple[np.ndarray, np.ndarray]:
+def _floors(
+    index: np.ndarray, times: np.ndarray, adjusted: np.ndarray, drops: np.ndarray, longest: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Minimum of each piece, and its time: pieces start at each drop and each gap, and are cut every ``longest``
     blocks after their start (so that data without a saw-tooth still gives a floor per segment)."""
     start = drops.copy()
@@ -451,7 +460,15 @@ def _pieces(times: np.ndarray, floors: np.ndarray, sigmas: float, min_jump: floa
     return labels[0], labels[1]
 
 
-def _test_window(cfg: LeakConfig, times, floor_times, floors, pieces, now: float, window: float) -> WindowCheck | None:
+def _test_window(
+    cfg: LeakConfig,
+    times: np.ndarray,
+    floor_times: np.ndarray,
+    floors: np.ndarray,
+    pieces: np.ndarray,
+    now: float,
+    window: float,
+) -> WindowCheck | None:
     """Trend test of the floors in ``(now - window, now]``; None when the window lacks data."""
     if np.count_nonzero(times > now - window) * cfg.block_s < cfg.min_coverage * window:
         return None
@@ -508,7 +525,9 @@ def _reason(state: LeakState, check: WindowCheck, window: _Window, k: int, slope
     return f"ok: no sustained growth ({check.reason}; window {check.window_s / 60:g} min)"
 
 
-def _since_onset(times, floors, pieces, start: float, fallback: TheilSen) -> tuple[TheilSen, float | None]:
+def _since_onset(
+    times: np.ndarray, floors: np.ndarray, pieces: np.ndarray, start: float, fallback: TheilSen
+) -> tuple[TheilSen, float | None]:
     """Slope of the floors since the growth began, and when it began (None: before the window).
 
     The onset is the knee of the best hinge fit ``floor = a_piece + slope * max(0, t - onset)`` over the floors of
@@ -552,7 +571,11 @@ def _time_to_oom(limit: float | None, level: float, slope: TheilSen) -> tuple[fl
     return room / slope.slope, room / slope.high, upper
 
 
-def _validate(times, values, loads) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _validate(
+    times: Sequence[float] | np.ndarray,
+    values: Sequence[float] | np.ndarray,
+    loads: Sequence[float] | np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     t = np.asarray(times, dtype=float)
     v = np.asarray(values, dtype=float)
     if t.ndim != 1 or v.shape != t.shape:

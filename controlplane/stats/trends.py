@@ -50,7 +50,8 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
 def _pairwise(values: np.ndarray) -> np.ndarray:
     """Differences ``values[j] - values[i]`` for all i < j, as a flat array."""
     i, j = _pairs(values.size)
-    return values[j] - values[i]
+    diffs: np.ndarray = values[j] - values[i]
+    return diffs
 
 
 def _tie_term(values: np.ndarray) -> float:
@@ -153,7 +154,7 @@ def huber_fit(design: np.ndarray, y: np.ndarray, c: float = 1.345, iterations: i
     """Coefficients of ``y ~ design`` by iteratively reweighted least squares with Huber weights (tuning ``c``)."""
     X = np.asarray(design, dtype=float)
     y = np.asarray(y, dtype=float)
-    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    beta: np.ndarray = np.linalg.lstsq(X, y, rcond=None)[0]
     for _ in range(iterations):
         resid = y - X @ beta
         _, scale = robust_scale(resid)
