@@ -150,12 +150,12 @@ def test_a_second_active_rollout_on_a_deployment_gets_409(clients, rollout, depl
 
 def test_rollouts_are_created_over_rest_by_operators(clients, deployment, v2):
     url = f"/api/v1/deployments/{deployment.pk}/rollouts/"
-    body = {"model_version": v2.pk, "steps": [25, 100], "bake_s": 30, "gates": {"max_latency_p95_ratio": 1.2}}
+    body = {"model_version": v2.pk, "steps": [25, 100], "bake_s": 30, "gates": {"max_latency_ratio": 1.2}}
     assert clients[Role.VIEWER].post(url, body, format="json").status_code == 403
     response = clients[Role.OPERATOR].post(url, body, format="json")
     assert response.status_code == 201, response.json()
     created = response.json()
-    assert created["steps"] == [25, 100] and created["gates"]["max_latency_p95_ratio"] == 1.2
+    assert created["steps"] == [25, 100] and created["gates"]["max_latency_ratio"] == 1.2
     assert created["target_model_version_label"] == "demo:v2" and created["status"] == "pending"
     listing = clients[Role.VIEWER].get(url).json()["results"]
     assert [row["id"] for row in listing] == [created["id"]]
