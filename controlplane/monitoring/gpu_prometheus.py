@@ -21,54 +21,23 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controlplane.monitoring.collectors.samples import GpuSample, Snapshot
+from . import series
+from .collectors.samples import GpuSample, Snapshot
+from .families import TableFamilies
 
-__all__ = ["DCGM_GAUGES", "GpuHostMetricsCollector"]
+__all__ = ["DCGM_GAUGES", "STATUS_FAMILIES", "GpuHostMetricsCollector"]
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-
-
-def _mib(value: int | None) -> float | None:
-    return None if value is None else value / MiB
-
-
-# DCGM exporter name -> (help text as DCGM writes it, how to read it from a GpuSample)
-DCGM_GAUGES: dict[str, tuple[str, Callable[[GpuSample], float | None]]] = {
-    "DCGM_FI_DEV_GPU_UTIL": ("GPU utilization (in %).", lambda s: s.util_gpu_pct),
-    "DCGM_FI_DEV_MEM_COPY_UTIL": ("Memory utilization (in %).", lambda s: s.util_mem_pct),
-    "DCGM_FI_DEV_FB_USED": ("Framebuffer memory used (in MiB).", lambda s: _mib(s.mem_used_bytes)),
-    "DCGM_FI_DEV_FB_FREE": ("Framebuffer memory free (in MiB).", lambda s: _mib(s.mem_free_bytes)),
-    "DCGM_FI_DEV_GPU_TEMP": ("GPU temperature (in C).", lambda s: s.temperature_c),
-    "DCGM_FI_DEV_POWER_USAGE": ("Power draw (in W).", lambda s: s.power_w),
-    "DCGM_FI_DEV_ENFORCED_POWER_LIMIT": ("Power limit the driver enforces (in W).", lambda s: s.power_limit_w),
-    "DCGM_FI_DEV_SM_CLOCK": ("SM clock frequency (in MHz).", lambda s: s.sm_clock_mhz),
-    "DCGM_FI_DEV_MEM_CLOCK": ("Memory clock frequency (in MHz).", lambda s: s.mem_clock_mhz),
+DCGM_GAUGES: dict[str, str] = {
+    export.name: export.help for _, export in series.exports("gpu") if export.name.startswith("DCGM_")
 }
-
-_GPU_BYTES: dict[str, tuple[str, Callable[[GpuSample], float | None]]] = {
-    "lcp_gpu_memory_used_bytes": ("GPU memory used (total minus free), in bytes.", lambda s: s.mem_used_bytes),
-    "lcp_gpu_memory_free_bytes": ("GPU memory free, in bytes.", lambda s: s.mem_free_bytes),
-    "lcp_gpu_memory_total_bytes": ("GPU memory installed, in bytes.", lambda s: s.mem_total_bytes),
-}
-
-_HOST: dict[str, tuple[str, str, float]] = {  # name -> (help, HostSample field, scale)
-    "lcp_host_cpu_usage_ratio": ("Busy share of all host CPUs since the previous reading (0-1).", "cpu_pct", 0.01),
-    "lcp_host_cpus": ("Logical CPUs of the host.", "cpu_count", 1.0),
-    "lcp_host_load1": ("Host load average over 1 minute.", "load1", 1.0),
-    "lcp_host_load5": ("Host load average over 5 minutes.", "load5", 1.0),
-    "lcp_host_load15": ("Host load average over 15 minutes.", "load15", 1.0),
-    "lcp_host_memory_total_bytes": ("Host physical memory, in bytes.", "mem_total_bytes", 1.0),
-    "lcp_host_memory_available_bytes": ("Host memory available without swapping, bytes.", "mem_available_bytes", 1.0),
-    "lcp_host_memory_used_bytes": ("Host memory in use (total minus available), in bytes.", "mem_used_bytes", 1.0),
-    "lcp_host_swap_total_bytes": ("Host swap space, in bytes.", "swap_total_bytes", 1.0),
-    "lcp_host_swap_used_bytes": ("Host swap in use, in bytes.", "swap_used_bytes", 1.0),
-}
+"""DCGM exporter family name -> help text, as the table of series declares them."""
 
 _NVML_UP = ("lcp_nvml_up", "1 if NVML (the NVIDIA driver's management library) answers on this host, else 0.")
 _GPU_UP = ("lcp_gpu_up", "1 if every reading of this GPU succeeded at the last tick, 0 if one failed (GPU lost...).")
-_PROCESS_MEMORY = ("lcp_gpu_process_memory_used_bytes", "GPU memory used by one process on one GPU, in bytes.")
+STATUS_FAMILIES = (_NVML_UP[0], _GPU_UP[0])
+"""Families here that are not series of the table: whether NVML and each GPU answered."""
 
 
 class GpuHostMetricsCollector(Collector):
@@ -86,7 +55,7 @@ class GpuHostMetricsCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         """The family names, without reading a snapshot (lets the registry check for clashes at registration)."""
-        return list(self._families().values())
+        return list(self._metrics(self._families()))
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -98,23 +67,28 @@ class GpuHostMetricsCollector(Collector):
             return
         families = self._families()
         self._fill(families, snapshot)
-        for family in families.values():
+        for family in self._metrics(families):
             if family.samples:
                 yield family
 
     # -- building -----------------------------------------------------------------------------------------------
 
-    def _families(self) -> dict[str, GaugeMetricFamily]:
-        gpu = self._gpu_labels
-        families = {name: GaugeMetricFamily(name, text, labels=gpu) for name, (text, _) in DCGM_GAUGES.items()}
-        families.update({name: GaugeMetricFamily(name, text, labels=gpu) for name, (text, _) in _GPU_BYTES.items()})
-        families[_GPU_UP[0]] = GaugeMetricFamily(*_GPU_UP, labels=gpu)
-        families[_PROCESS_MEMORY[0]] = GaugeMetricFamily(*_PROCESS_MEMORY, labels=[*gpu, "pid"])
-        families[_NVML_UP[0]] = GaugeMetricFamily(*_NVML_UP, labels=["Hostname"])
-        families.update(
-            {name: GaugeMetricFamily(name, text, labels=["Hostname"]) for name, (text, *_) in _HOST.items()}
-        )
-        return families
+    @staticmethod
+    def _metrics(families: dict) -> Iterator[Metric]:
+        for family in families.values():
+            if isinstance(family, TableFamilies):
+                yield from family
+            else:
+                yield family
+
+    def _families(self) -> dict:
+        """The table's GPU and host families (filled from the snapshot's series), then the status families."""
+        return {
+            "gpu": TableFamilies("gpu", self._gpu_labels),
+            "host": TableFamilies("host", ["Hostname"]),
+            _GPU_UP[0]: GaugeMetricFamily(*_GPU_UP, labels=self._gpu_labels),
+            _NVML_UP[0]: GaugeMetricFamily(*_NVML_UP, labels=["Hostname"]),
+        }
 
     def _gpu_label_values(self, sample: GpuSample, hostname: str) -> list[str]:
         values = {
@@ -127,23 +101,12 @@ class GpuHostMetricsCollector(Collector):
         }
         return [values[label] for label in self._gpu_labels]
 
-    def _fill(self, families: dict[str, GaugeMetricFamily], snapshot: Snapshot) -> None:
+    def _fill(self, families: dict, snapshot: Snapshot) -> None:
         hostname = snapshot.hostname
         families[_NVML_UP[0]].add_metric([hostname], 1.0 if snapshot.nvml_available else 0.0)
         for sample in snapshot.gpus:
             labels = self._gpu_label_values(sample, hostname)
-            for table in (DCGM_GAUGES, _GPU_BYTES):
-                for name, (_, read) in table.items():
-                    value = read(sample)
-                    if value is not None:
-                        families[name].add_metric(labels, float(value))
+            families["gpu"].add(sample.series(), labels)
             families[_GPU_UP[0]].add_metric(labels, 0.0 if sample.error else 1.0)
-            for pid, used in sorted(sample.processes.items()):
-                families[_PROCESS_MEMORY[0]].add_metric([*labels, str(pid)], float(used))
-        host = snapshot.host
-        if host is None:
-            return
-        for name, (_, field, scale) in _HOST.items():
-            value = getattr(host, field)
-            if value is not None:
-                families[name].add_metric([hostname], float(value) * scale)
+        if snapshot.host is not None:
+            families["host"].add(snapshot.host.series(), [hostname])

@@ -22,6 +22,7 @@ from django.utils.dateparse import parse_datetime
 from controlplane.models import MetricRollup, Node
 from controlplane.services.errors import InvalidInput
 
+from . import series as table
 from .store import Rollup, SampleStore
 
 __all__ = ["MAX_POINTS", "MAX_SERIES", "HistoryQuery", "parse_query", "persist", "prune", "run_query", "series_names"]
@@ -116,7 +117,8 @@ def _parse_time(name: str, raw: str | None, default: float, now: float) -> float
 
 def parse_query(params, *, node: Node, store: SampleStore | None, now: float | None = None) -> HistoryQuery:
     """Validate a query's parameters (``series`` repeated or comma-separated, ``start``, ``end``, ``step``); every
-    problem is an :class:`InvalidInput` naming the parameter."""
+    problem is an :class:`InvalidInput` naming the parameter. A series name must match the table of series
+    (``series.py``) and have data on the node."""
     now = time.time() if now is None else now
     names: list[str] = []
     for value in params.getlist("series") if hasattr(params, "getlist") else params.get("series", []):
@@ -126,6 +128,12 @@ def parse_query(params, *, node: Node, store: SampleStore | None, now: float | N
         raise InvalidInput.field("series", "give at least one series name (GET /api/v1/metrics/series/ lists them)")
     if len(names) > MAX_SERIES:
         raise InvalidInput.field("series", f"at most {MAX_SERIES} series per query, not {len(names)}")
+    undeclared = [name for name in names if table.match(name) is None]
+    if undeclared:
+        raise InvalidInput.field(
+            "series",
+            f"unknown series names, not in the table of series (docs/monitoring.md): {', '.join(undeclared[:10])}",
+        )
     known = set(store.names()) if store is not None and node.is_local else set()
     missing = [name for name in names if name not in known]
     if missing:  # only the names asked for are looked up (the table holds every series for every minute)

@@ -2,7 +2,8 @@
 
 * GPU and host series as NVIDIA's DCGM exporter names them (``gpu_prometheus.py``), from the collector's last tick;
 * worker series in vLLM's style (``lcp_worker_num_requests_running``, ``..._prompt_tokens_total``; labels
-  ``deployment`` and ``model_name``), from the last ``/control/stats`` of each local worker;
+  ``deployment`` and ``model_name``), from the series the service kept of each local worker's last ``/control/stats``;
+  names, help texts and types of the GPU, host and worker series come from the table in ``series.py``;
 * leak detection per watched memory series (state, growth rate, projected time to OOM);
 * the gateway's request, latency, token and cache series (``gateway_metrics.py``);
 * the control-plane process itself (``process_*``, ``python_*``).
@@ -17,50 +18,45 @@ from collections.abc import Iterator
 
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import gateway_metrics
+from .families import TableFamilies
+from .gpu_prometheus import STATUS_FAMILIES as GPU_STATUS_FAMILIES
 from .gpu_prometheus import GpuHostMetricsCollector
+from .service import current
 
-__all__ = ["exposition", "register", "registry"]
+__all__ = ["STATUS_FAMILIES", "exposition", "register", "registry"]
 
 registry = CollectorRegistry(auto_describe=False)
 
-# /control/stats field -> (family name, help, gauge or counter)
-_WORKER: dict[str, tuple[str, str, str]] = {
-    "running": ("lcp_worker_num_requests_running", "Sequences in the running batch.", "gauge"),
-    "queue_depth": ("lcp_worker_num_requests_waiting", "Requests waiting for a batch slot.", "gauge"),
-    "sessions": ("lcp_worker_sessions", "Open sessions (each holds its KV cache until it ends or expires).", "gauge"),
-    "kv_cache_bytes": ("lcp_worker_kv_cache_bytes", "KV-cache bytes: the batch pool plus open sessions.", "gauge"),
-    "weight_bytes": ("lcp_worker_weight_bytes", "Bytes of the loaded model's weights.", "gauge"),
-    "rss_bytes": ("lcp_worker_resident_memory_bytes", "Resident memory of the worker process.", "gauge"),
-    "torch_allocated_bytes": ("lcp_worker_torch_allocated_bytes", "Memory held by torch tensors.", "gauge"),
-    "torch_reserved_bytes": ("lcp_worker_torch_reserved_bytes", "Memory reserved by torch's allocator.", "gauge"),
-    "tokens_per_s": ("lcp_worker_generation_tokens_per_second", "Tokens generated per second, last 10 s.", "gauge"),
-    "requests_total": ("lcp_worker_requests", "Requests the worker finished.", "counter"),
-    "errors_total": ("lcp_worker_request_errors", "Requests that ended in an error.", "counter"),
-    "rejected_total": ("lcp_worker_requests_rejected", "Requests refused because the queue was full.", "counter"),
-    "prompt_tokens_total": ("lcp_worker_prompt_tokens", "Prompt tokens processed.", "counter"),
-    "generation_tokens_total": ("lcp_worker_generation_tokens", "Tokens generated.", "counter"),
-}
 _LEAK_STATES = {"ok": 0.0, "suspect": 1.0, "leak": 2.0}
+
+STATUS_FAMILIES = (
+    *GPU_STATUS_FAMILIES,
+    "lcp_worker_up",
+    "lcp_worker_info",
+    "lcp_memory_leak_state",
+    "lcp_memory_growth_bytes_per_second",
+    "lcp_memory_time_to_oom_seconds",
+    "lcp_memory_level_bytes",
+    "lcp_memory_limit_bytes",
+    "lcp_metrics_collector_tick_cpu_seconds",
+)
+"""Families of this registry that are not series of the table (``series.py``): whether a worker answers, its process,
+the leak detector's verdicts, the collector's own cost. Everything else here is derived from the table."""
 
 
 class WorkerMetricsCollector(Collector):
     """Worker, leak and collector series from the running metrics service (nothing before its first tick)."""
 
     def collect(self) -> Iterator[Metric]:
-        from .service import current
-
         service = current()
         if service is None:
             return
         labels = ["deployment", "model_name"]
-        families: dict[str, Metric] = {}
-        for field, (name, text, kind) in _WORKER.items():
-            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-            families[field] = family_type(name, text, labels=labels)
+        families = TableFamilies("worker", labels)
         up = GaugeMetricFamily(
             "lcp_worker_up", "1 if the worker answered its last stats request, 0 if it should have.", labels=labels
         )
@@ -68,17 +64,6 @@ class WorkerMetricsCollector(Collector):
             "lcp_worker_info",
             "The worker process of a deployment (join GPU per-process series on pid).",
             labels=[*labels, "pid", "device", "precision"],
-        )
-        batch = GaugeMetricFamily(
-            "lcp_worker_batch_size_mean", "Mean sequences per forward pass over the last collector tick.", labels=labels
-        )
-        gpu = GaugeMetricFamily(
-            "lcp_worker_gpu_memory_used_bytes", "GPU memory of the worker process (NVML).", labels=labels
-        )
-        experts = GaugeMetricFamily(
-            "lcp_worker_expert_activation_share",
-            "Share of routed token-slots each expert received since the model loaded (all MoE layers).",
-            labels=[*labels, "expert"],
         )
         for reading in service.worker_readings():
             model = reading.stats.get("model") or {}
@@ -93,27 +78,12 @@ class WorkerMetricsCollector(Collector):
                 ],
                 1.0,
             )
-            mean = reading.series.get(f"worker.{reading.deployment_id}.batch_size_mean")
-            if mean is not None:
-                batch.add_metric(values, mean)
-            for field, family in families.items():  # the service keeps only the numbers a worker reported
-                value = reading.series.get(f"worker.{reading.deployment_id}.{field}")
-                if value is not None:
-                    family.add_metric(values, value)
-            used = reading.series.get(f"worker.{reading.deployment_id}.gpu_mem_bytes")
-            if used is not None:
-                gpu.add_metric(values, used)
-            shares = (reading.stats.get("expert_activation_shares") or {}).get("total") or []
-            for index, share in enumerate(shares):
-                experts.add_metric([*values, str(index)], float(share))
+            families.add(reading.series, values)  # the service keeps only the numbers a worker reported
         for name in service.unreachable.values():
             up.add_metric([name, ""], 0.0)
         yield up
         yield info
-        yield batch
-        yield from families.values()
-        yield gpu
-        yield experts
+        yield from families
 
         leak_labels = ["deployment", "kind"]
         state = GaugeMetricFamily(
@@ -161,8 +131,6 @@ class WorkerMetricsCollector(Collector):
 
 
 def _snapshot():
-    from .service import current
-
     service = current()
     return service.last_snapshot if service is not None else None
 

@@ -23,21 +23,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
 from controlplane import runtime
+from controlplane.alerts import service as alerts
 from controlplane.choices import DeploymentStatus, WorkerEventKind
 from controlplane.models import Deployment, Node, WorkerEvent
+from controlplane.services import audit
 from controlplane.services.deployment_config import LeakAction
+from controlplane.services.inventory import register_local_node, sync_local_gpus
 from controlplane.stats.leak import LeakConfig, LeakState
+from controlplane.workers import actions as worker_actions
 from controlplane.workers.client import WorkerClient, WorkerError
 
 from . import history
 from .collectors import LocalCollector
 from .collectors.samples import Snapshot
 from .leakwatch import KINDS, LeakChange, LeakWatch, WatchedWorker
+from .series import deployment_of, stats_fields
 from .store import SampleStore, default_store
 
 __all__ = [
@@ -51,24 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Worker figures copied as they are from /control/stats into worker.{id}.{name}.
-WORKER_FIELDS = (
-    "rss_bytes",
-    "torch_allocated_bytes",
-    "torch_reserved_bytes",
-    "kv_cache_bytes",
-    "weight_bytes",
-    "sessions",
-    "queue_depth",
-    "running",
-    "tokens_per_s",
-    "requests_total",
-    "errors_total",
-    "rejected_total",
-    "prompt_tokens_total",
-    "generation_tokens_total",
-)
 
 
 def node_group(node_id: int) -> str:
@@ -103,7 +91,7 @@ def worker_series(deployment_id: int, stats: dict, snapshot: Snapshot | None, pi
     batch size since ``previous`` stats (from the batch-size histogram), and expert activation shares."""
     p = f"worker.{deployment_id}."
     out: dict[str, float] = {}
-    for name in WORKER_FIELDS:
+    for name in stats_fields():  # the table's ``stats`` series: copied as they are from /control/stats
         value = _number(stats.get(name))
         if value is not None:
             out[p + name] = value
@@ -296,10 +284,6 @@ class MetricsService(runtime.ServiceThread):
 
     # --- leaks -------------------------------------------------------------------------------------------------------
     def on_leak_change(self, change: LeakChange) -> None:
-        from controlplane import alerts
-        from controlplane.services import audit
-        from controlplane.workers import actions as worker_service
-
         deployment = Deployment.objects.filter(pk=change.deployment_id).select_related("current_revision").first()
         if deployment is None:
             return
@@ -334,7 +318,7 @@ class MetricsService(runtime.ServiceThread):
                 )
                 try:
                     # The detector keeps its verdict until the new process (a new pid) replaces this one.
-                    worker_service.request_restart(audit.SYSTEM, deployment)
+                    worker_actions.request_restart(audit.SYSTEM, deployment)
                 except Exception:
                     logger.exception("restarting %s for a leak failed", deployment.name)
         elif change.before == LeakState.LEAK:
@@ -370,8 +354,6 @@ class MetricsService(runtime.ServiceThread):
                 logger.warning("marking the node as seen failed", exc_info=True)
         if now - self._last_discovery >= settings.METRICS_DISCOVERY_INTERVAL_S:
             self._last_discovery = now
-            from controlplane.services.inventory import sync_local_gpus
-
             try:
                 sync_local_gpus(self.node, self.collector.nvml.discover())
             except Exception:
@@ -382,18 +364,20 @@ class MetricsService(runtime.ServiceThread):
         """Hand the tick to the channel layer on the server's loop (no loop: no browsers to push to)."""
         if runtime.main_loop() is None:
             return
-        from channels.layers import get_channel_layer
-
         layer = get_channel_layer()
         if layer is None:
             return
         messages = [(node_group(self.node.pk), payload)]
-        for deployment_id in payload["workers"]:
-            prefix = f"worker.{deployment_id}."
+        by_deployment: dict[int, dict[str, float]] = {int(pk): {} for pk in payload["workers"]}
+        for name, value in payload["series"].items():
+            owner = deployment_of(name)
+            if owner in by_deployment:
+                by_deployment[owner][name] = value
+        for deployment_id, series in by_deployment.items():
             part = dict(payload)
-            part["series"] = {k: v for k, v in payload["series"].items() if k.startswith(prefix)}
-            part["leaks"] = [row for row in payload["leaks"] if str(row["deployment"]) == deployment_id]
-            messages.append((deployment_group(int(deployment_id)), part))
+            part["series"] = series
+            part["leaks"] = [row for row in payload["leaks"] if row["deployment"] == deployment_id]
+            messages.append((deployment_group(deployment_id), part))
         runtime.call_in_loop(_send_all(layer, messages))
 
 
@@ -418,6 +402,4 @@ def create_service() -> MetricsService | None:
     """The service for ``serve`` (registered in ``apps.py``), or None with METRICS_ENABLED off."""
     if not settings.METRICS_ENABLED:
         return None
-    from controlplane.services.inventory import register_local_node
-
     return MetricsService(register_local_node())

@@ -161,7 +161,7 @@ def default_store() -> SampleStore:
     global _default
     with _default_lock:
         if _default is None:
-            from django.conf import settings
+            from django.conf import settings  # here, not at the top: the store itself is Django-free (benches use it)
 
             _default = SampleStore(settings.METRICS_LIVE_WINDOW_S)
         return _default

@@ -2,7 +2,8 @@
 
 Only signed-in users get in (the session cookie; anyone else is refused before the handshake completes), and only
 from an allowed Origin (``AllowedHostsOriginValidator`` in ``asgi.py``). Query: ``?node=ID`` (every series of a
-node; the default is the local node) or ``?deployment=ID`` (one worker's series).
+node; the default is the local node) or ``?deployment=ID`` (one worker's series: those whose ``{deployment}`` part,
+in the table of series, is that id).
 
 On connect the client gets ``{"type": "hello", ...}`` with the scope and the raw samples of the last
 ``backfill`` seconds (default 300, at most the live window) when they are in this process, then one
@@ -22,6 +23,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from controlplane.models import Deployment, Node
+from controlplane.monitoring.series import deployment_of
 from controlplane.monitoring.service import deployment_group, node_group
 from controlplane.monitoring.store import default_store
 
@@ -123,9 +125,9 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
         seconds = max(0.0, min(seconds, float(settings.METRICS_LIVE_WINDOW_S)))
         if not scope["local"] or seconds == 0:
             return {"backfill": {"ts": [], "series": {}}}
-        prefix = f"worker.{scope['deployment']}." if scope["scope"] == "deployment" else ""
+        deployment = scope["deployment"] if scope["scope"] == "deployment" else None
         frames = default_store().frames(
-            time.time() - seconds, (lambda name: name.startswith(prefix)) if prefix else None
+            time.time() - seconds, (lambda name: deployment_of(name) == deployment) if deployment else None
         )
         names = sorted({name for _, values in frames for name in values})
         return {

@@ -1,5 +1,6 @@
 """The live page: GPU, host and worker charts fed by /ws/metrics/, the last hour from the history API, and the leak
-detector's verdicts."""
+detector's verdicts. Which series go on which chart, with what legend and unit, comes from the table of series
+(``monitoring/series.py``), sent to the page as ``live-series``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django.contrib import messages
 from django.shortcuts import render
 
 from controlplane.models import Deployment, Node
+from controlplane.monitoring.series import page_table
 
 
 def _scope(request, nodes: list[Node], deployments: list[Deployment]) -> dict:
@@ -47,5 +49,5 @@ def live(request):
     return render(
         request,
         "live.html",
-        {"scope": scope, "nodes": nodes, "deployments": deployments, "config": config},
+        {"scope": scope, "nodes": nodes, "deployments": deployments, "config": config, "series_table": page_table()},
     )

@@ -6,4 +6,8 @@ window.lcpFormat = {
     for (const [unit, size] of units) if (Math.abs(n) >= size) return (n / size).toFixed(1) + " " + unit;
     return Math.round(n) + " B";
   },
+  // What follows a number of a unit of the table of series (controlplane/monitoring/series.py UNITS) on an axis.
+  suffix: function (unit) {
+    return { percent: " %", tokens_per_second: " tok/s", seconds: " s", celsius: " °C", watts: " W", megahertz: " MHz" }[unit] || "";
+  },
 };

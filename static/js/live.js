@@ -1,4 +1,5 @@
-// The live page: samples from /ws/metrics/ drawn with the vendored uPlot, one chart per kind of series.
+// The live page: samples from /ws/metrics/ drawn with the vendored uPlot, one chart per kind of series. Charts, legends,
+// units and which series go where come from the table of series (#live-series, controlplane/monitoring/series.py).
 // Reconnects by itself (1 s, 2 s, 4 s... at most 10 s); "Last hour" draws one-minute rollups from the history API.
 // Test hooks: #live-state[data-state] (connecting, live, reconnecting, history), #live-samples (samples received),
 // #live-charts figure[data-chart] with data-points (points drawn) and data-series (lines drawn).
@@ -12,23 +13,21 @@
   const empty = document.getElementById("live-empty");
   const WINDOW = config.window_s;
 
-  const KIND = {
-    rss_bytes: "RSS", torch_allocated_bytes: "torch allocated", torch_reserved_bytes: "torch reserved",
-    kv_cache_bytes: "KV cache", gpu_mem_bytes: "GPU memory", queue_depth: "waiting", running: "running",
-  };
+  // The table of series (controlplane/monitoring/series.py): the charts in order, and for each series its pattern as a
+  // regular expression, its id parts, its chart, its legend ("{worker} RSS", "GPU {gpu}") and its scale on the chart.
+  const TABLE = JSON.parse(document.getElementById("live-series").textContent);
   const worker = (id) => config.workers[id] || "worker " + id;
-  const CHARTS = [
-    { id: "gpu-util", title: "GPU utilisation", unit: "%", re: /^gpu\.(\d+)\.util$/, label: (m) => "GPU " + m[1] },
-    { id: "gpu-mem", title: "GPU memory used", unit: "bytes", re: /^gpu\.(\d+)\.mem_used_bytes$/, label: (m) => "GPU " + m[1] },
-    { id: "worker-mem", title: "Worker memory", unit: "bytes",
-      re: /^worker\.(\d+)\.(rss_bytes|torch_allocated_bytes|kv_cache_bytes|gpu_mem_bytes)$/, label: (m) => worker(m[1]) + " " + KIND[m[2]] },
-    { id: "tokens", title: "Tokens per second", unit: "", re: /^worker\.(\d+)\.tokens_per_s$/, label: (m) => worker(m[1]) },
-    { id: "queue", title: "Queue and running batch", unit: "", re: /^worker\.(\d+)\.(queue_depth|running)$/, label: (m) => worker(m[1]) + " " + KIND[m[2]] },
-    { id: "sessions", title: "Open sessions", unit: "", re: /^worker\.(\d+)\.sessions$/, label: (m) => worker(m[1]) },
-    { id: "experts", title: "Expert activation share", unit: "%", scale: 100, re: /^worker\.(\d+)\.expert\.(\d+)\.share$/, label: (m) => worker(m[1]) + " expert " + m[2] },
-    { id: "host-cpu", title: "Host CPU", unit: "%", re: /^host\.cpu_pct$/, label: () => "busy" },
-    { id: "host-mem", title: "Host memory", unit: "bytes", re: /^host\.(mem_used_bytes|mem_total_bytes)$/, label: (m) => (m[1] === "mem_used_bytes" ? "used" : "total") },
-  ];
+  function legend(entry, m) {
+    const parts = {};
+    entry.parts.forEach((part, i) => { parts[part] = m[i + 1]; });
+    return entry.legend.replace(/\{(\w+)\}/g, (_, part) => (part === "worker" ? worker(parts.deployment) : parts[part]));
+  }
+  const CHARTS = TABLE.charts.map((chart) => ({
+    id: chart.id,
+    title: chart.title,
+    unit: chart.unit,
+    series: TABLE.series.filter((s) => s.chart === chart.id).map((s) => Object.assign({ re: new RegExp(s.regex) }, s)),
+  }));
   const COLOURS = ["#1565c0", "#c62828", "#2e7d32", "#b26a00", "#6a1b9a", "#00838f", "#ad1457", "#4e342e", "#558b2f", "#283593"];
 
   const formatBytes = window.lcpFormat.bytes;
@@ -41,8 +40,9 @@
   }
   function axisValues(unit) {
     if (unit === "bytes") return (u, values) => values.map(formatBytes);
-    if (unit === "%") return (u, values) => values.map((v) => (v === null ? "" : +v.toFixed(1) + " %"));
-    return (u, values) => values.map((v) => (v === null ? "" : String(+v.toFixed(2))));
+    const suffix = window.lcpFormat.suffix(unit);
+    const digits = unit === "percent" ? 1 : 2;
+    return (u, values) => values.map((v) => (v === null ? "" : +v.toFixed(digits) + suffix));
   }
 
   // --- the data: one time column, one column per series, the same length --------------------------------------------
@@ -109,8 +109,10 @@
   function matching(chart) {
     const found = [];
     for (const name of columns.keys()) {
-      const m = name.match(chart.re);
-      if (m) found.push({ name: name, label: chart.label(m) });
+      for (const entry of chart.series) {
+        const m = name.match(entry.re);
+        if (m) found.push({ name: name, label: legend(entry, m), scale: entry.scale });
+      }
     }
     found.sort((a, b) => a.label.localeCompare(b.label, undefined, { numeric: true }));
     return found;
@@ -127,8 +129,7 @@
       }
       drawn++;
       const key = lines.map((l) => l.name).join("|");
-      const scale = chart.scale || 1;
-      const data = [ts].concat(lines.map((l) => columns.get(l.name).map((v) => (v === null ? null : v * scale))));
+      const data = [ts].concat(lines.map((l) => columns.get(l.name).map((v) => (v === null ? null : v * l.scale))));
       if (!entry || entry.key !== key) {
         removePlot(chart.id);
         const element = document.createElement("figure");
@@ -246,7 +247,7 @@
     setState("history", "loading the last hour…");
     try {
       const listed = await (await fetch(config.series_api, { credentials: "same-origin" })).json();
-      const names = listed.series.filter((name) => CHARTS.some((c) => c.re.test(name)) &&
+      const names = listed.series.filter((name) => CHARTS.some((c) => c.series.some((s) => s.re.test(name))) &&
         (!config.deployment || name.startsWith("worker." + config.deployment + ".")));
       const merged = new Map();
       for (let i = 0; i < names.length; i += 50) {

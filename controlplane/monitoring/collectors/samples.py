@@ -109,6 +109,7 @@ class HostSample:
     def series(self) -> dict[str, float]:
         out: dict[str, float] = {}
         _put(out, "host.cpu_pct", self.cpu_pct)
+        _put(out, "host.cpu_count", self.cpu_count)
         _put(out, "host.load1", self.load1)
         _put(out, "host.load5", self.load5)
         _put(out, "host.load15", self.load15)

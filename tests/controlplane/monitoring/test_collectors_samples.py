@@ -78,6 +78,7 @@ def test_a_reading_that_failed_is_absent_from_the_series_not_zero():
 def test_host_series_have_stable_names():
     assert host_sample().series() == {
         "host.cpu_pct": 12.5,
+        "host.cpu_count": 2.0,
         "host.load1": 0.5,
         "host.load5": 0.4,
         "host.load15": 0.3,

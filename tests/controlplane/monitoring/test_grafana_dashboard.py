@@ -17,10 +17,10 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controlplane.monitoring import prometheus
+from controlplane.monitoring import prometheus, series
 from controlplane.monitoring import service as service_module
 from controlplane.monitoring.collectors import LocalCollector, NvmlCollector
-from controlplane.monitoring.service import WorkerReading
+from controlplane.monitoring.service import WorkerReading, worker_series
 from tests.fakes.pynvml_fake import FakeGpu, FakeNvml, GiB
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "docs" / "grafana" / "llm-control-plane.json"
@@ -209,11 +209,18 @@ def _snapshot():
 
 
 def _service():
-    stats = dict.fromkeys(prometheus._WORKER, 1.0)  # every /control/stats field the exposition reads
+    snapshot = _snapshot()
+    previous = {"batch_size_histogram": {"1": 1, "4": 1}}
+    stats = dict.fromkeys(series.stats_fields(), 1.0)  # every /control/stats field the table copies
     stats["model"] = {"id": "tiny-moe"}
     stats["expert_activation_shares"] = {"total": [0.5, 0.25, 0.25]}
+    stats["batch_size_histogram"] = {"1": 3, "4": 2}
     reading = WorkerReading(
-        deployment_id=7, name="demo", pid=4242, stats=stats, series={"worker.7.gpu_mem_bytes": 39.0 * GiB}
+        deployment_id=7,
+        name="demo",
+        pid=4242,
+        stats=stats,
+        series=worker_series(7, stats, snapshot, 4242, previous),
     )
     leak_rows = [
         {
@@ -231,21 +238,25 @@ def _service():
         unreachable={8: "down"},
         leak_statuses=lambda: leak_rows,
         tick_cpu_s=0.002,
-        last_snapshot=_snapshot(),
+        last_snapshot=snapshot,
     )
 
 
 @pytest.fixture(scope="module")
-def exported() -> set[str]:
-    """Every sample name ``/metrics`` can answer with: families with data, plus their type's suffixes."""
+def exposition_text() -> str:
     saved = service_module._current
     service_module._current = _service()
     try:
-        text = prometheus.exposition().decode()
+        return prometheus.exposition().decode()
     finally:
         service_module._current = saved
+
+
+@pytest.fixture(scope="module")
+def exported(exposition_text) -> set[str]:
+    """Every sample name ``/metrics`` can answer with: families with data, plus their type's suffixes."""
     names: set[str] = set()
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(exposition_text):
         names.add(family.name)
         names.update(family.name + suffix for suffix in _SUFFIXES.get(family.type, ()))
         names.update(sample.name for sample in family.samples)
@@ -333,3 +344,45 @@ def test_every_metric_in_the_dashboard_is_exported(dashboard, exported):
         assert names, f"{where}: no metric found in {expr!r}"
         missing += [f"{where}: {name}" for name in sorted(names - exported)]
     assert not missing, "metrics the exposition does not have:\n" + "\n".join(missing)
+
+
+# -- the table of series ----------------------------------------------------------------------------------------------
+
+
+def _declared() -> set[str]:
+    """Sample names the table of series declares, and the status families prometheus.py builds beside it."""
+    return {export.name for _, export in series.exports()} | set(prometheus.STATUS_FAMILIES)
+
+
+def test_every_series_family_of_the_dashboard_is_declared_in_the_table(dashboard):
+    """A GPU, host or worker metric of the dashboard is an export of the table (or a status family): the table, not
+    the dashboard, says what a series is called on /metrics."""
+    ours = re.compile(r"^(DCGM_FI_|lcp_(gpu|host|worker|nvml|memory|metrics)_)")
+    undeclared = []
+    for where, expr in _queries(dashboard):
+        undeclared += [f"{where}: {name}" for name in sorted(metric_names(expr)) if ours.match(name)]
+    undeclared = [line for line in undeclared if line.rpartition(": ")[2] not in _declared()]
+    assert not undeclared, "metrics the table of series does not declare:\n" + "\n".join(undeclared)
+
+
+def test_every_export_of_the_table_is_on_metrics_with_its_type(exposition_text):
+    """/metrics is derived from the table: each declared family is there, as a gauge or a counter, with its help."""
+    families = {family.name: family for family in text_string_to_metric_families(exposition_text)}
+    for entry, export in series.exports():
+        family_name = export.name.removesuffix("_total") if export.type == "counter" else export.name
+        family = families.get(family_name)
+        assert family is not None, f"{entry.name}: {export.name} is not exported"
+        assert family.type == export.type and family.documentation == export.help, export.name
+        assert any(sample.name == export.name for sample in family.samples), f"{export.name} has no sample"
+
+
+def test_the_registry_families_are_the_table_and_the_status_families():
+    """Nothing of the control plane's own registry (the gateway's and the process's aside) bypasses the table."""
+    saved = service_module._current
+    service_module._current = _service()
+    try:
+        names = {family.name for family in prometheus.registry.collect()}
+    finally:
+        service_module._current = saved
+    declared = {export.name.removesuffix("_total") for _, export in series.exports()} | set(prometheus.STATUS_FAMILIES)
+    assert names == declared

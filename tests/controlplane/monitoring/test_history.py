@@ -53,7 +53,7 @@ def test_prune_deletes_rollups_past_the_retention_and_is_a_scheduled_job(local_n
     result = history.prune(now)
     assert result["deleted"] == 2
     assert sorted((now - r.minute).days for r in MetricRollup.objects.all()) == [1, 6]
-    assert jobs.JOBS["prune_metrics"].function() is history.prune
+    assert jobs.JOBS["prune_metrics"].func is history.prune
 
 
 def test_query_from_rollups_merges_the_database_and_the_minutes_in_memory(clients, local_node, store):
@@ -98,7 +98,8 @@ def test_query_with_a_small_step_answers_raw_samples_from_memory(clients, local_
     ("params", "field", "message"),
     [
         ({}, "series", "give at least one series"),
-        ({"series": "no.such.series"}, "series", "unknown series"),
+        ({"series": "no.such.series"}, "series", "unknown series names, not in the table of series"),
+        ({"series": "worker.99.rss_bytes"}, "series", "unknown series on node"),
         ({"series": "host.cpu_pct", "start": "-60", "end": "-120"}, "start", "must be before end"),
         ({"series": "host.cpu_pct", "start": "yesterday"}, "start", "ISO 8601"),
         ({"series": "host.cpu_pct", "step": "0"}, "step", "positive"),

@@ -62,3 +62,16 @@ def test_gpus_found_through_nvml_are_registered_once_and_kept_current(cpu_node):
     # without NVML nothing changes
     assert sync_local_gpus(cpu_node, NvmlInventory(available=False, reason="no driver")) == []
     assert GPU.objects.filter(node=cpu_node).count() == 2
+
+
+def test_the_live_page_carries_the_table_of_series(as_viewer, cpu_node):
+    """live.js draws from this table (charts, legends, units), not from names of its own."""
+    from controlplane.monitoring.series import page_table
+
+    html = as_viewer.get("/live/").content.decode()
+    start = html.index('<script id="live-series" type="application/json">') + len(
+        '<script id="live-series" type="application/json">'
+    )
+    table = json.loads(html[start : html.index("</script>", start)])
+    assert table == json.loads(json.dumps(page_table()))
+    assert {"id": "worker-mem", "name": "worker_mem", "title": "Worker memory", "unit": "bytes"} in table["charts"]

@@ -103,8 +103,19 @@ def test_prometheus_may_scrape_with_the_metrics_token_and_nothing_else(settings,
     assert clients["viewer"].get("/metrics").status_code == 200  # API tokens still work
 
 
-def test_every_worker_family_reads_a_field_the_service_keeps():
-    from controlplane.monitoring.prometheus import _WORKER
-    from controlplane.monitoring.service import WORKER_FIELDS
+def test_every_worker_family_comes_from_a_series_the_service_keeps(collecting):
+    """The worker families are the table's worker exports, filled from the series of the service's readings."""
+    from controlplane.monitoring import series
+    from controlplane.monitoring.prometheus import exposition
 
-    assert set(_WORKER) <= set(WORKER_FIELDS)
+    text = exposition().decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    [reading] = collecting.worker_readings()
+    for name, value in reading.series.items():
+        entry, parts = series.match(name)
+        for export in entry.prometheus:
+            family = families[export.name.removesuffix("_total") if export.type == "counter" else export.name]
+            labels = {"deployment": reading.name, "model_name": "demo"}
+            labels |= {part: str(parts[part]) for part in entry.parts if part != "deployment"}
+            [sample] = [s for s in family.samples if s.name == export.name and s.labels == labels]
+            assert sample.value == value * export.scale, name
