@@ -4,6 +4,7 @@ Prometheus exposition at ``/metrics`` (same authentication as the API: a session
 from __future__ import annotations
 
 import hmac
+import json
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -17,6 +18,8 @@ from rest_framework.views import APIView
 from controlplane.choices import Role
 from controlplane.models import Node
 from controlplane.monitoring import history
+from controlplane.monitoring.prometheus import exposition
+from controlplane.monitoring.service import current
 from controlplane.monitoring.store import default_store
 from controlplane.services.errors import InvalidInput
 
@@ -41,8 +44,6 @@ def _node(request) -> Node:
 
 
 def _service():
-    from controlplane.monitoring.service import current
-
     return current()
 
 
@@ -118,8 +119,6 @@ class PrometheusRenderer(renderers.BaseRenderer):
     def render(self, data, accepted_media_type=None, renderer_context=None):
         if isinstance(data, bytes):
             return data
-        import json
-
         return json.dumps(data).encode()  # an error (401/403) from the permission checks
 
 
@@ -160,6 +159,4 @@ class PrometheusView(APIView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-        from controlplane.monitoring.prometheus import exposition
-
         return Response(exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")

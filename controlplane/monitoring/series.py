@@ -42,6 +42,7 @@ __all__ = [
     "Series",
     "deployment_of",
     "exports",
+    "markdown_table",
     "match",
     "page_table",
     "stats_fields",
@@ -674,3 +675,15 @@ def page_table() -> dict:
             for entry in SERIES
         ],
     }
+
+
+def markdown_table() -> str:
+    """The table as docs/monitoring.md shows it (a test checks the docs carry exactly this)."""
+    lines = ["| series | unit | from | Prometheus | live chart |", "|---|---|---|---|---|"]
+    for entry in SERIES:
+        scales = {1 / MiB: " (MiB)", 0.01: " (0-1)"}
+        families = ", ".join(f"`{e.name}`{scales.get(e.scale, '')}" for e in entry.prometheus)
+        chart = CHARTS[entry.chart].title if entry.chart else ""
+        source = SOURCES[entry.source]
+        lines.append(f"| `{entry.pattern}` {entry.label} | {UNITS[entry.unit]} | {source} | {families} | {chart} |")
+    return "\n".join(lines)

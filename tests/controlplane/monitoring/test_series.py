@@ -176,3 +176,10 @@ class _FakeSnapshot:
     gpus = ()
     nvml_available = False
     host = _FakeHost()
+
+
+def test_the_docs_show_the_current_table():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "monitoring.md").read_text()
+    assert series.markdown_table() in docs, "paste series.markdown_table() into docs/monitoring.md"
