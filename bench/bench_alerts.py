@@ -26,10 +26,11 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from controlplane.alerts import deliver_pending_notifications, evaluate_alert_rules, signal  # noqa: E402
 from controlplane.alerts.charts import render_chart  # noqa: E402
+from controlplane.alerts.delivery import deliver_pending_notifications  # noqa: E402
 from controlplane.alerts.messages import render_email  # noqa: E402
 from controlplane.alerts.rules import create_rule  # noqa: E402
+from controlplane.alerts.service import evaluate_alert_rules, signal  # noqa: E402
 from controlplane.alerts.transports import EmailTransport  # noqa: E402
 from controlplane.choices import AlertKind  # noqa: E402
 from controlplane.models import Alert, InferenceRecord, Node, Notification  # noqa: E402

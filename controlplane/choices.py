@@ -173,8 +173,8 @@ class JobOutcome(models.TextChoices):
 
 
 class AlertKind(models.TextChoices):
-    """What an alert rule watches. Signalled kinds are reported by other parts (``alerts.signal``); the others are
-    evaluated from stored rows by ``evaluate_alert_rules``."""
+    """What an alert rule watches (the value rules store). Each kind is declared in the alerts: evaluated from stored
+    rows (``alerts.evaluators.EVALUATORS``) or signalled by other parts (``alerts.kinds.SIGNALLED``)."""
 
     DRIFT = "drift", "Drift check verdict"
     LEAK = "leak", "Memory leak detected"
@@ -184,14 +184,6 @@ class AlertKind(models.TextChoices):
     JOB_FAILURE = "job_failure", "Scheduled job failed"
     SCHEDULER_HEARTBEAT = "scheduler_heartbeat", "Scheduler stopped running jobs"
     ROLLOUT = "rollout", "Rollout rolled back or failed"
-
-    @classmethod
-    def signalled(cls) -> tuple[str, ...]:
-        return (cls.DRIFT, cls.LEAK, cls.JOB_FAILURE, cls.SCHEDULER_HEARTBEAT, cls.ROLLOUT)
-
-    @classmethod
-    def evaluated(cls) -> tuple[str, ...]:
-        return (cls.LATENCY, cls.ERROR_RATE, cls.WORKER_RESTART)
 
 
 class NotificationEvent(models.TextChoices):

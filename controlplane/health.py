@@ -14,6 +14,9 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from controlplane.choices import DeploymentStatus, DesiredState
+from controlplane.models import Deployment
+
 logger = logging.getLogger(__name__)
 
 # Extra readiness checks registered by other parts (the supervisor adds the worker): name → callable that raises.
@@ -49,9 +52,6 @@ def check_channel_layer() -> None:
 
 def check_workers() -> dict:
     """Every deployment that should run has a worker answering (as the supervisor last saw it)."""
-    from controlplane.choices import DeploymentStatus, DesiredState
-    from controlplane.models import Deployment
-
     wanted = Deployment.objects.filter(desired_state=DesiredState.RUNNING)
     down = [
         f"{d.name} ({d.status}: {d.status_detail or 'no worker'})"

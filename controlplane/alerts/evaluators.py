@@ -1,6 +1,11 @@
-"""Conditions read from stored rows: request latency and errors from ``InferenceRecord``, restarts from
-``WorkerEvent``. Each evaluator looks at one rule and one deployment at a moment ``now`` and returns an
-``Observation``: whether the condition holds, the figures, and (lazily) a series for the e-mail's chart."""
+"""Alert kinds evaluated from stored rows: request latency and errors from ``InferenceRecord``, restarts from
+``WorkerEvent``. Each is one ``Evaluator`` entry in ``EVALUATORS`` (its kind, label, unit, function, the rule
+parameters it takes with their bounds, and docs), validated when registered. Its function looks at one rule and one
+deployment at a moment ``now`` and returns an ``Observation``: whether the condition holds, the figures, and
+(lazily) a series for the e-mail's chart. ``evaluate_alert_rules`` runs every enabled rule of a registered kind.
+
+To add one: a value in ``choices.AlertKind`` (what rules store), a function, and one ``EVALUATORS.register(...)``.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,13 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from django.db.models import Count, Q
 
-from controlplane.choices import AlertKind, WorkerEventKind
+from controlplane.choices import AlertKind, AlertSeverity, WorkerEventKind
+from controlplane.extensions import Registry
 from controlplane.models import AlertRule, Deployment, InferenceRecord, WorkerEvent
 
-__all__ = ["EVALUATORS", "Observation", "failed_request_q", "json_safe"]
+from .params import REQUIRED, Param, check_params
+
+__all__ = ["EVALUATORS", "Evaluator", "Observation", "check_kind", "failed_request_q", "json_safe"]
 
 Series = list[tuple[str | int, float]]
 CHART_WINDOWS = 4  # the chart shows this many evaluation windows up to the moment it fired
@@ -185,8 +193,105 @@ def evaluate_worker_restart(rule: AlertRule, deployment: Deployment, now: dateti
     )
 
 
-EVALUATORS: dict[str, Callable[[AlertRule, Deployment, datetime], Observation]] = {
-    AlertKind.LATENCY: evaluate_latency,
-    AlertKind.ERROR_RATE: evaluate_error_rate,
-    AlertKind.WORKER_RESTART: evaluate_worker_restart,
-}
+Evaluate = Callable[[AlertRule, Deployment, datetime], Observation]
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """An alert kind evaluated from stored rows on every deployment its rules cover.
+
+    ``unit`` is the threshold's: ``s`` (seconds), ``share`` (0 to 1, shown as a percentage), or what is counted
+    (``restarts or exits``). ``default_severity``: a ``default-<kind>`` rule is created on first use (only for
+    kinds that need no threshold); disable it to silence the kind."""
+
+    name: str
+    unit: str
+    function: Evaluate
+    params: tuple[Param, ...]
+    doc: str
+    default_severity: str | None = None
+
+    @property
+    def label(self) -> str:
+        """As rules and alerts show their kind (``choices.AlertKind``)."""
+        return str(AlertKind(self.name).label)
+
+
+def check_kind(entry) -> None:
+    """What every alert kind's entry must satisfy (evaluated or signalled): a database value, a doc,
+    sound parameters, and a default rule only where every parameter has a default."""
+    if entry.name not in AlertKind.values:
+        raise ValueError(f"rules store their kind in choices.AlertKind; add {entry.name!r} there")
+    if not entry.doc:
+        raise ValueError("give a one-line doc")
+    check_params(entry.params)
+    if entry.default_severity is not None:
+        if entry.default_severity not in AlertSeverity.values:
+            raise ValueError(f"default_severity {entry.default_severity!r} is not one of {AlertSeverity.values}")
+        if any(param.required for param in entry.params):
+            raise ValueError("a kind with a required parameter cannot have a default rule")
+
+
+def _check_evaluator(entry: Evaluator) -> None:
+    check_kind(entry)
+    if not callable(entry.function):
+        raise ValueError(f"function {entry.function!r} is not callable")
+    if not entry.unit:
+        raise ValueError("give the threshold's unit: s, share, or what is counted")
+
+
+EVALUATORS = Registry[Evaluator]("alert evaluator", check=_check_evaluator)
+
+WINDOW = Param("window_s", int, 300, "Seconds of requests looked at on each evaluation.", 10, 86_400)
+
+EVALUATORS.register(
+    Evaluator(
+        AlertKind.LATENCY,
+        "s",
+        evaluate_latency,
+        (
+            Param(
+                "threshold_s",
+                float,
+                REQUIRED,
+                "Fires when the percentile is above this many seconds.",
+                0,
+                3600,
+                exclusive_minimum=True,
+            ),
+            WINDOW,
+            Param("percentile", float, 95.0, "Which percentile of the window (50 to 100).", 50, 100),
+            Param("metric", str, "latency_s", "Whole request or time to first token.", choices=("latency_s", "ttft_s")),
+            Param("min_requests", int, 10, "Fewer requests in the window than this never fire.", 1, 1_000_000),
+        ),
+        "A percentile of request latency (or time to first token) over a window, cached answers left out.",
+    )
+)
+EVALUATORS.register(
+    Evaluator(
+        AlertKind.ERROR_RATE,
+        "share",
+        evaluate_error_rate,
+        (
+            Param(
+                "threshold", float, REQUIRED, "Fires when the share of failed requests is above this (0 to 1).", 0, 1
+            ),
+            WINDOW,
+            Param("min_requests", int, 20, "Fewer requests in the window than this never fire.", 1, 1_000_000),
+        ),
+        "The share of failed requests (server errors, streams broken after their headers) over a window.",
+    )
+)
+EVALUATORS.register(
+    Evaluator(
+        AlertKind.WORKER_RESTART,
+        "restarts or exits",
+        evaluate_worker_restart,
+        (
+            Param("window_s", int, 900, "Seconds of worker events looked at.", 60, 7 * 86_400),
+            Param("min_count", int, 1, "Restarts and exits in the window that fire.", 1, 1000),
+        ),
+        "Restarts and unexpected exits of a deployment's worker within a window.",
+        default_severity=AlertSeverity.WARNING,
+    )
+)

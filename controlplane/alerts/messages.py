@@ -16,9 +16,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.timesince import timesince
 
-from controlplane.choices import AlertKind, NotificationEvent
+from controlplane.choices import NotificationEvent
 from controlplane.models import Alert
 
+from . import kinds
 from .charts import render_chart
 
 __all__ = [
@@ -66,13 +67,7 @@ def figure_rows(values: dict) -> list[tuple[str, str]]:
 def format_threshold(alert: Alert) -> str | None:
     if alert.threshold is None:
         return None
-    if alert.kind == AlertKind.LATENCY:
-        return f"{alert.threshold:g} s"
-    if alert.kind == AlertKind.ERROR_RATE:
-        return f"{alert.threshold:.2%}"
-    if alert.kind == AlertKind.WORKER_RESTART:
-        return f"{alert.threshold:g} restarts or exits"
-    return f"{alert.threshold:.4g}"
+    return kinds.format_threshold(alert.kind, alert.threshold)
 
 
 def _absolute(path: str) -> str:

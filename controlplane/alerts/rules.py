@@ -1,14 +1,13 @@
-"""Alert rule kinds, their parameters, and the service functions that create, change and delete rules.
+"""Alert rules: the service functions that create, change and delete them, and the check of their parameters.
 
-Each kind declares its parameters with a type, a default (or none: required), bounds and a one-line description;
-``validate_parameters`` rejects unknown keys and values that do not fit, naming the key, and returns the full set
-with defaults filled in, which is what a rule stores.
+Each kind declares its parameters (``kinds.KINDS``: from the ``evaluators.EVALUATORS`` and ``kinds.SIGNALLED``
+entries) with a type, a default (or none: required), bounds and a one-line description; ``validate_parameters``
+rejects unknown keys and values that do not fit, naming the key, and returns the full set with defaults filled in,
+which is what a rule stores.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -16,116 +15,34 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from controlplane.choices import AlertKind, AlertSeverity, DriftKind
+from controlplane.choices import AlertSeverity
 from controlplane.models import AlertRule, Deployment
 from controlplane.services import audit
 from controlplane.services.errors import InvalidInput
 
+from .evaluators import EVALUATORS
+from .kinds import KINDS, SIGNALLED
+from .lifecycle import resolve_open_alerts_of_rule
+from .params import check_value
+
 __all__ = [
     "KINDS",
-    "Param",
     "create_rule",
+    "default_rules",
     "delete_rule",
     "ensure_default_rules",
     "update_rule",
     "validate_parameters",
 ]
 
-REQUIRED = object()
 MAX_FOR_S = 7 * 24 * 3600
 MAX_RECIPIENTS = 50
 
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    kind: type  # float, int, str or list (of str)
-    default: Any
-    doc: str
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] = ()
-    exclusive_minimum: bool = False
-
-    @property
-    def required(self) -> bool:
-        return self.default is REQUIRED
-
-
-_WINDOW = Param("window_s", int, 300, "Seconds of requests looked at on each evaluation.", 10, 86_400)
-
-KINDS: dict[str, tuple[Param, ...]] = {
-    AlertKind.DRIFT: (
-        Param("checks", list, [], "Drift checks that alert (empty: all).", choices=tuple(DriftKind.values)),
-    ),
-    AlertKind.LEAK: (),
-    AlertKind.LATENCY: (
-        Param(
-            "threshold_s",
-            float,
-            REQUIRED,
-            "Fires when the percentile is above this many seconds.",
-            0,
-            3600,
-            exclusive_minimum=True,
-        ),
-        _WINDOW,
-        Param("percentile", float, 95.0, "Which percentile of the window (50 to 100).", 50, 100),
-        Param("metric", str, "latency_s", "Whole request or time to first token.", choices=("latency_s", "ttft_s")),
-        Param("min_requests", int, 10, "Fewer requests in the window than this never fire.", 1, 1_000_000),
-    ),
-    AlertKind.ERROR_RATE: (
-        Param("threshold", float, REQUIRED, "Fires when the share of failed requests is above this (0 to 1).", 0, 1),
-        _WINDOW,
-        Param("min_requests", int, 20, "Fewer requests in the window than this never fire.", 1, 1_000_000),
-    ),
-    AlertKind.WORKER_RESTART: (
-        Param("window_s", int, 900, "Seconds of worker events looked at.", 60, 7 * 86_400),
-        Param("min_count", int, 1, "Restarts and exits in the window that fire.", 1, 1000),
-    ),
-    AlertKind.JOB_FAILURE: (Param("jobs", list, [], "Job names that alert (empty: all)."),),
-    AlertKind.SCHEDULER_HEARTBEAT: (
-        Param("max_age_s", int, 300, "Fires when the scheduler's last heartbeat is older than this.", 30, 86_400),
-    ),
-    AlertKind.ROLLOUT: (),
-}
-
-# Rules created on first use for the kinds that need no threshold; disable one to silence its kind.
-DEFAULT_RULES = {
-    AlertKind.DRIFT: AlertSeverity.WARNING,
-    AlertKind.LEAK: AlertSeverity.CRITICAL,
-    AlertKind.WORKER_RESTART: AlertSeverity.WARNING,
-    AlertKind.JOB_FAILURE: AlertSeverity.WARNING,
-    AlertKind.SCHEDULER_HEARTBEAT: AlertSeverity.CRITICAL,
-    AlertKind.ROLLOUT: AlertSeverity.WARNING,
-}
-
-
-def _check_value(param: Param, value: Any) -> tuple[Any, str | None]:
-    if param.kind is list:
-        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-            return value, "must be a list of names"
-        bad = [item for item in value if param.choices and item not in param.choices]
-        if bad:
-            return value, f"unknown: {', '.join(bad)}; choose from {', '.join(param.choices)}"
-        return value, None
-    if param.kind is str:
-        if not isinstance(value, str) or (param.choices and value not in param.choices):
-            return value, f"must be one of {', '.join(param.choices)}"
-        return value, None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return value, "must be a number"
-    if param.kind is int:
-        if value != int(value):
-            return value, "must be a whole number"
-        value = int(value)
-    else:
-        value = float(value)
-    if param.minimum is not None and (value <= param.minimum if param.exclusive_minimum else value < param.minimum):
-        return value, f"must be {'above' if param.exclusive_minimum else 'at least'} {param.minimum:g}; got {value:g}"
-    if param.maximum is not None and value > param.maximum:
-        return value, f"must be at most {param.maximum:g}; got {value:g}"
-    return value, None
+def default_rules() -> dict[str, str]:
+    """Kind → severity of the ``default-<kind>`` rules created on first use (the kinds that need no threshold)."""
+    entries = [*EVALUATORS, *SIGNALLED]
+    return {entry.name: entry.default_severity for entry in entries if entry.default_severity is not None}
 
 
 def validate_parameters(kind: str, parameters: Any) -> dict:
@@ -149,7 +66,7 @@ def validate_parameters(kind: str, parameters: Any) -> dict:
             else:
                 result[name] = param.default
             continue
-        result[name], problem = _check_value(param, parameters[name])
+        result[name], problem = check_value(param, parameters[name])
         if problem:
             errors[name] = [problem]
     if errors:
@@ -235,8 +152,6 @@ EDITABLE = ("name", "parameters", "deployment", "severity", "for_s", "repeat_int
 def update_rule(actor: audit.Actor, rule: AlertRule, **changes) -> AlertRule:
     """Change a rule (its kind is fixed). Disabling it resolves its open alerts; the kind's parameters are replaced
     as a whole, defaults filling what is left out."""
-    from .service import resolve_open_alerts_of_rule
-
     unknown = set(changes) - {*EDITABLE, "description"}
     if unknown:
         raise InvalidInput({key: ["cannot be changed"] for key in sorted(unknown)})
@@ -268,8 +183,6 @@ def update_rule(actor: audit.Actor, rule: AlertRule, **changes) -> AlertRule:
 
 def delete_rule(actor: audit.Actor, rule: AlertRule) -> None:
     """Delete a rule. Its open alerts are resolved first; its alerts stay in the history under the rule's name."""
-    from .service import resolve_open_alerts_of_rule
-
     with transaction.atomic():
         resolve_open_alerts_of_rule(actor, rule, "the rule was deleted", timezone.now())
         audit.record(actor, "alert_rule.delete", rule, before=_fields(rule))
@@ -279,8 +192,9 @@ def delete_rule(actor: audit.Actor, rule: AlertRule) -> None:
 def ensure_default_rules() -> None:
     """Create a ``default-<kind>`` rule for every threshold-free kind that has no rule yet (one query when all
     exist). A deleted default comes back; disable it to silence the kind."""
-    present = set(AlertRule.objects.filter(kind__in=list(DEFAULT_RULES)).values_list("kind", flat=True).distinct())
-    for kind, severity in DEFAULT_RULES.items():
+    defaults = default_rules()
+    present = set(AlertRule.objects.filter(kind__in=list(defaults)).values_list("kind", flat=True).distinct())
+    for kind, severity in defaults.items():
         if kind in present:
             continue
         with transaction.atomic():

@@ -31,6 +31,8 @@ from controlplane.services.errors import Conflict
 from .cause import likely_cause
 from .delivery import deliver_pending_notifications, enqueue
 from .evaluators import EVALUATORS, Observation, Series
+from .kinds import SIGNALLED
+from .lifecycle import audit_state, close_alert, resolve_open_alerts_of_rule
 from .rules import ensure_default_rules
 
 logger = logging.getLogger(__name__)
@@ -46,22 +48,9 @@ __all__ = [
     "signal",
 ]
 
-# Rule parameters that narrow which keys of a signalled kind the rule covers (empty list: all keys).
-KEY_FILTERS = {AlertKind.DRIFT: "checks", AlertKind.JOB_FAILURE: "jobs"}
-
 
 def group_key(rule: AlertRule, deployment: Deployment | None, key: str) -> str:
     return f"{rule.pk}/{deployment.pk if deployment else '*'}/{key}"[:255]
-
-
-def _audit_state(alert: Alert) -> dict:
-    return {
-        "state": alert.state,
-        "title": alert.title,
-        "acknowledged_by": alert.acknowledged_by_id,
-        "resolved_by": alert.resolved_by_id,
-        "resolution": alert.resolution,
-    }
 
 
 def _fire(rule: AlertRule, observation: Observation, key: str, now: datetime) -> Alert:
@@ -87,18 +76,9 @@ def _fire(rule: AlertRule, observation: Observation, key: str, now: datetime) ->
         started_at=now,
         last_seen_at=now,
     )
-    audit.record(audit.SYSTEM, "alert.fire", alert, after=_audit_state(alert))
+    audit.record(audit.SYSTEM, "alert.fire", alert, after=audit_state(alert))
     enqueue(alert, NotificationEvent.FIRING, now)
     return alert
-
-
-def _close(actor: audit.Actor, alert: Alert, resolution: str, now: datetime) -> None:
-    before = _audit_state(alert)
-    alert.state, alert.resolved_at, alert.resolved_by = AlertState.RESOLVED, now, actor.user
-    alert.resolution = resolution[:200]
-    alert.save(update_fields=["state", "resolved_at", "resolved_by", "resolution"])
-    audit.record(actor, "alert.resolve", alert, before=before, after=_audit_state(alert), message=resolution)
-    enqueue(alert, NotificationEvent.RESOLVED, now)
 
 
 def apply_observation(rule: AlertRule, observation: Observation, now: datetime) -> str:
@@ -131,7 +111,7 @@ def apply_observation(rule: AlertRule, observation: Observation, now: datetime) 
             if alert is not None:
                 alert.last_values = observation.values
                 alert.save(update_fields=["last_values"])
-                _close(audit.SYSTEM, alert, "the condition cleared", now)
+                close_alert(audit.SYSTEM, alert, "the condition cleared", now)
                 outcome = "resolved"
         condition.save()
     return outcome
@@ -141,8 +121,10 @@ def _rules_for(kind: str, deployment: Deployment | None, key: str) -> list[Alert
     rules = AlertRule.objects.filter(kind=kind, enabled=True)
     rules = rules.filter(Q(deployment=None) | Q(deployment=deployment)) if deployment else rules.filter(deployment=None)
     selected = []
+    entry = SIGNALLED.get(kind)
+    key_filter = entry.key_filter if entry is not None else ""
     for rule in rules.order_by("pk"):
-        wanted = rule.parameters.get(KEY_FILTERS.get(kind, ""), [])
+        wanted = rule.parameters.get(key_filter, []) if key_filter else []
         if not wanted or key in wanted:
             selected.append(rule)
     return selected
@@ -164,15 +146,16 @@ def signal(
 ) -> dict[str, str]:
     """Report a condition detected elsewhere, and report again when it clears (``firing=False``).
 
-    ``kind``: one of ``AlertKind.signalled()`` (drift, leak, job_failure, scheduler_heartbeat). ``key`` says what
+    ``kind``: one of ``kinds.SIGNALLED`` (drift, leak, job_failure, scheduler_heartbeat, rollout). ``key`` says what
     within the deployment (the drift check's kind, the job's name, "scheduler"); the same (kind, deployment, key)
     firing again updates its open alert. ``values``: JSON-ready figures, shown in the e-mail as they are (keys
     ending in ``_s`` are seconds, in ``rate`` shares). ``series``: ``[(datetime or ISO string, value), …]`` or
     ``[(sample number, value), …]`` for the chart. Returns ``{rule name: outcome}`` (see ``apply_observation``).
     Notifications are queued, not sent: ``deliver_pending_notifications`` sends them.
     """
-    if kind not in AlertKind.signalled():
-        raise ValueError(f"{kind!r} cannot be signalled; use one of {', '.join(AlertKind.signalled())}")
+    entry = SIGNALLED.get(kind)
+    if entry is None:
+        raise ValueError(f"{kind!r} cannot be signalled; use one of {', '.join(SIGNALLED.names())}")
     now = now or timezone.now()
     ensure_default_rules()
     where = deployment.name if deployment else "the control plane"
@@ -180,7 +163,7 @@ def signal(
         deployment=deployment,
         key=key or "",
         firing=bool(firing),
-        title=title or f"{AlertKind(kind).label}{f' ({key})' if key else ''} on {where}",
+        title=title or f"{entry.label}{f' ({key})' if key else ''} on {where}",
         summary=summary,
         values=values or {},
         threshold=threshold,
@@ -191,10 +174,11 @@ def signal(
 
 
 def _evaluate_rule(rule: AlertRule, now: datetime, counts: Counter) -> None:
+    evaluator = EVALUATORS[rule.kind]
     targets = [rule.deployment] if rule.deployment_id else list(Deployment.objects.all())
     for deployment in targets:
         try:
-            counts[apply_observation(rule, EVALUATORS[rule.kind](rule, deployment, now), now)] += 1
+            counts[apply_observation(rule, evaluator.function(rule, deployment, now), now)] += 1
         except Exception:  # one broken rule or deployment must not stop the others
             logger.exception("alert rule %s on %s could not be evaluated", rule.name, deployment)
             counts["errors"] += 1
@@ -224,18 +208,19 @@ def _resolve_orphans(now: datetime) -> int:
     orphans = Alert.objects.filter(state__in=OPEN_STATES, deployment=None).exclude(deployment_name="")
     for alert in orphans:
         with transaction.atomic():
-            _close(audit.SYSTEM, alert, "the deployment was deleted", now)
+            close_alert(audit.SYSTEM, alert, "the deployment was deleted", now)
     return len(orphans)
 
 
 def evaluate_alert_rules(now: datetime | None = None) -> dict[str, int]:
-    """Evaluate every enabled latency, error-rate and worker-restart rule on every deployment it covers, then queue
-    reminders. Returns counts of outcomes (``fired``, ``resolved``, ``pending``, ``ongoing``, ``ok``,
-    ``reminders``, ``errors``…). Sends nothing: call ``deliver_pending_notifications`` after it."""
+    """Evaluate every enabled rule of an evaluated kind (``EVALUATORS``: latency, error rate, worker restarts…) on
+    every deployment it covers, then queue reminders. Returns counts of outcomes (``fired``, ``resolved``,
+    ``pending``, ``ongoing``, ``ok``, ``reminders``, ``errors``…). Sends nothing: call
+    ``deliver_pending_notifications`` after it."""
     now = now or timezone.now()
     ensure_default_rules()
     counts: Counter[str] = Counter()
-    for rule in AlertRule.objects.filter(enabled=True, kind__in=AlertKind.evaluated()).select_related("deployment"):
+    for rule in AlertRule.objects.filter(enabled=True, kind__in=EVALUATORS.names()).select_related("deployment"):
         _evaluate_rule(rule, now, counts)
     counts["reminders"] = send_reminders(now)
     counts["resolved"] += _resolve_orphans(now)
@@ -280,10 +265,10 @@ def acknowledge_alert(actor: audit.Actor, alert: Alert, comment: str = "", now: 
         alert = Alert.objects.select_for_update().get(pk=alert.pk)
         if alert.state != AlertState.FIRING:
             raise Conflict(f"alert #{alert.pk} is {alert.state}; only a firing alert can be acknowledged")
-        before = _audit_state(alert)
+        before = audit_state(alert)
         alert.state, alert.acknowledged_at, alert.acknowledged_by = AlertState.ACKNOWLEDGED, now, actor.user
         alert.save(update_fields=["state", "acknowledged_at", "acknowledged_by"])
-        audit.record(actor, "alert.acknowledge", alert, before=before, after=_audit_state(alert), message=comment)
+        audit.record(actor, "alert.acknowledge", alert, before=before, after=audit_state(alert), message=comment)
     return alert
 
 
@@ -295,14 +280,5 @@ def resolve_alert(actor: audit.Actor, alert: Alert, comment: str = "", now: date
         if not alert.is_open:
             raise Conflict(f"alert #{alert.pk} is already resolved")
         AlertCondition.objects.filter(group_key=alert.group_key).exclude(active_since=None).update(suppressed=True)
-        _close(actor, alert, f"resolved by {actor.name}{f': {comment}' if comment else ''}", now)
+        close_alert(actor, alert, f"resolved by {actor.name}{f': {comment}' if comment else ''}", now)
     return alert
-
-
-def resolve_open_alerts_of_rule(actor: audit.Actor, rule: AlertRule, reason: str, now: datetime) -> int:
-    """Close a rule's open alerts (it was disabled, deleted or re-scoped) and forget its pending conditions."""
-    alerts = list(Alert.objects.select_for_update().filter(rule=rule, state__in=OPEN_STATES))
-    for alert in alerts:
-        _close(actor, alert, reason, now)
-    AlertCondition.objects.filter(rule=rule).delete()
-    return len(alerts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db.models import Count
 from rest_framework import serializers
 
 from controlplane.choices import DriftKind, RolloutStrategy
@@ -13,6 +14,7 @@ from controlplane.models import (
     DeploymentRevision,
     DriftCheck,
     GoldenSet,
+    InferenceRecord,
     ModelVersion,
     Node,
     Rollout,
@@ -287,10 +289,6 @@ class RolloutSerializer(serializers.ModelSerializer):
     traffic = serializers.SerializerMethodField(help_text="Requests served since the rollout began, per version.")
 
     def get_traffic(self, obj) -> dict:
-        from django.db.models import Count
-
-        from controlplane.models import InferenceRecord
-
         until = obj.finished_at
         rows = InferenceRecord.objects.filter(deployment_id=obj.deployment_id, at__gte=obj.created_at)
         if until is not None:

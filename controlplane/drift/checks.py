@@ -3,6 +3,11 @@ gateway's request latencies and times to first token), and the output distributi
 against a reference window). The statistics are in ``controlplane.stats.drift``; this module gathers the data,
 stores each check with its statistic, threshold, verdict and data, and tells the alerts.
 
+Each check is one ``Check`` entry in ``CHECKS`` (its kind, function, which way its statistic fires, docs),
+validated when registered; ``run_checks``, the drift page and the API read the registry. To add one: a value in
+``choices.DriftKind`` (what a stored check records), a function ``(deployment, context) -> Outcome``, and one
+``CHECKS.register(...)``.
+
 Baselines: the golden set's recorded outputs were produced by its model version as shipped, so their agreement
 baseline is 1; the perplexity baseline is the first measurement on a deployment that serves the model as shipped
 (precision as stored, router weights neutral), kept on the golden set.
@@ -10,14 +15,21 @@ baseline is 1; the perplexity baseline is the first measurement on a deployment 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from django.conf import settings
 from django.utils import timezone
 
-from controlplane.choices import DeploymentStatus, DesiredState, DriftKind, DriftVerdict
+from controlplane.alerts import service as alerts
+from controlplane.alerts.evaluators import json_safe
+from controlplane.choices import AlertKind, DeploymentStatus, DesiredState, DriftKind, DriftVerdict
+from controlplane.extensions import Registry
 from controlplane.models import Deployment, DriftCheck, InferenceRecord
 from controlplane.services.golden import golden_for
 from controlplane.stats import drift as stats
@@ -25,7 +37,51 @@ from controlplane.workers.client import WorkerClient, WorkerError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_checks", "run_scheduled_checks"]
+__all__ = ["CHECKS", "Check", "Context", "closeness", "run_checks", "run_scheduled_checks"]
+
+# What a check function returns: verdict and reason, and where it has them, statistic, threshold and data.
+Outcome = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check is given besides the deployment: the moment it looks back from, and a client of the
+    deployment's worker (only for checks that ask the worker, ``needs_worker``)."""
+
+    now: datetime
+    client: WorkerClient | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One kind of drift check. ``fires`` says which way its statistic crosses the threshold: ``above`` (a drop
+    or a change score) or ``below`` (a p-value under alpha); the drift page charts every check as its distance to
+    firing from it. A check that ``needs_worker`` is inconclusive while no worker serves the deployment."""
+
+    name: str
+    function: Callable[[Deployment, Context], Outcome]
+    fires: Literal["above", "below"]
+    doc: str
+    needs_worker: bool = False
+
+    @property
+    def label(self) -> str:
+        """As stored checks show it (``choices.DriftKind``)."""
+        return str(DriftKind(self.name).label)
+
+
+def _check_entry(entry: Check) -> None:
+    if entry.name not in DriftKind.values:
+        raise ValueError(f"stored checks record their kind in choices.DriftKind; add {entry.name!r} there")
+    if not callable(entry.function):
+        raise ValueError(f"function {entry.function!r} is not callable")
+    if entry.fires not in ("above", "below"):
+        raise ValueError(f"fires={entry.fires!r}: say whether the statistic fires above or below its threshold")
+    if not entry.doc:
+        raise ValueError("give a one-line doc")
+
+
+CHECKS = Registry[Check]("drift check", check=_check_entry)
 
 
 def _as_shipped(deployment: Deployment) -> bool:
@@ -35,7 +91,8 @@ def _as_shipped(deployment: Deployment) -> bool:
     return neutral and config.get("precision") == deployment.model_version.precision
 
 
-def check_quality(deployment: Deployment, client: WorkerClient) -> dict:
+def check_quality(deployment: Deployment, context: Context) -> Outcome:
+    client = context.client
     version = deployment.model_version
     golden = golden_for(version)
     if golden is None:
@@ -90,8 +147,8 @@ def _windows(deployment: Deployment, now: datetime) -> tuple[list[InferenceRecor
     return [r for r in rows if r.at < recent_start], [r for r in rows if r.at >= recent_start]
 
 
-def check_latency(deployment: Deployment, now: datetime) -> dict:
-    reference, recent = _windows(deployment, now)
+def check_latency(deployment: Deployment, context: Context) -> Outcome:
+    reference, recent = _windows(deployment, context.now)
     config = stats.ChangePointConfig(family_size=2)
     results = {}
     for field in ("latency_s", "ttft_s"):
@@ -120,8 +177,8 @@ def check_latency(deployment: Deployment, now: datetime) -> dict:
     }
 
 
-def check_distribution(deployment: Deployment, now: datetime) -> dict:
-    reference, recent = _windows(deployment, now)
+def check_distribution(deployment: Deployment, context: Context) -> Outcome:
+    reference, recent = _windows(deployment, context.now)
     ref = {"length": [r.completion_tokens for r in reference if r.completion_tokens]}
     cur = {"length": [r.completion_tokens for r in recent if r.completion_tokens]}
     result = stats.compare_outputs(ref, cur, stats.DistributionConfig())
@@ -136,6 +193,46 @@ def check_distribution(deployment: Deployment, now: datetime) -> dict:
     }
 
 
+CHECKS.register(
+    Check(
+        DriftKind.QUALITY,
+        check_quality,
+        "above",
+        "The model version's golden set through the worker: agreement with the recorded outputs, and perplexity, "
+        "against the baseline.",
+        needs_worker=True,
+    )
+)
+CHECKS.register(
+    Check(
+        DriftKind.LATENCY,
+        check_latency,
+        "above",
+        "A change point in the gateway's request latencies and times to first token (recent window against the "
+        "reference window before it).",
+    )
+)
+CHECKS.register(
+    Check(
+        DriftKind.DISTRIBUTION,
+        check_distribution,
+        "below",
+        "Output lengths of the recent window against the reference window before it (a p-value under alpha).",
+    )
+)
+
+
+def closeness(check: DriftCheck) -> float | None:
+    """A stored check's statistic as a share of its threshold, oriented by its kind: 1 is where the check fires.
+    None when it has no figures, or its kind is no longer registered."""
+    entry = CHECKS.get(check.kind)
+    if entry is None or check.statistic is None or check.threshold in (None, 0):
+        return None
+    if entry.fires == "below":
+        return round(check.threshold / max(check.statistic, 1e-12), 4)
+    return round(check.statistic / check.threshold, 4)
+
+
 def run_checks(
     deployment: Deployment,
     kinds: list[str] | None = None,
@@ -144,66 +241,57 @@ def run_checks(
     now: datetime | None = None,
     client: WorkerClient | None = None,
 ) -> list[DriftCheck]:
-    """Run the checks of ``kinds`` (default: all) on ``deployment``, store them, and signal the alerts."""
+    """Run the checks of ``kinds`` (default: every registered one) on ``deployment``, store them, and signal the
+    alerts. A worker client is made only when a check needs one and none was given, and closed at the end."""
     now = now or timezone.now()
-    kinds = kinds or list(DriftKind.values)
-    checks = []
-    for kind in kinds:
-        started = time.perf_counter()
-        try:
-            outcome = _run_one(deployment, kind, now, client)
-        except WorkerError as exc:
-            outcome = {"verdict": DriftVerdict.ERROR, "reason": f"the worker could not be asked: {exc.message}"}
-        except Exception as exc:
-            logger.exception("drift check %s on %s failed", kind, deployment.name)
-            outcome = {"verdict": DriftVerdict.ERROR, "reason": f"{type(exc).__name__}: {exc}"}
-        check = DriftCheck.objects.create(
-            deployment=deployment,
-            kind=kind,
-            verdict=str(outcome["verdict"]),
-            statistic=outcome.get("statistic"),
-            threshold=outcome.get("threshold"),
-            reason=outcome.get("reason", "")[:5000],
-            data=_json_safe(outcome.get("data", {})),
-            revision=deployment.current_revision.number,
-            model_version=deployment.model_version,
-            trigger=trigger,
-            started_at=now,
-            duration_s=time.perf_counter() - started,
-        )
-        _signal(check)
-        checks.append(check)
-    return checks
+    entries = [CHECKS[kind] for kind in kinds] if kinds else list(CHECKS)
+    own_client = None
+    if client is None and deployment.worker_url and any(entry.needs_worker for entry in entries):
+        client = own_client = WorkerClient.for_deployment(deployment.pk, deployment.worker_url)
+    try:
+        return [_run_and_store(deployment, entry, Context(now, client), trigger) for entry in entries]
+    finally:
+        if own_client is not None:
+            own_client.close()
 
 
-def _run_one(deployment, kind, now, client):
-    if kind == DriftKind.QUALITY:
-        if client is None:
-            if not deployment.worker_url:
-                return {"verdict": DriftVerdict.INCONCLUSIVE, "reason": "no worker is serving this deployment"}
-            client = WorkerClient.for_deployment(deployment.pk, deployment.worker_url)
-        return check_quality(deployment, client)
-    if kind == DriftKind.LATENCY:
-        return check_latency(deployment, now)
-    if kind == DriftKind.DISTRIBUTION:
-        return check_distribution(deployment, now)
-    raise ValueError(f"unknown drift check {kind!r}")
+def _run_and_store(deployment: Deployment, entry: Check, context: Context, trigger: str) -> DriftCheck:
+    started = time.perf_counter()
+    try:
+        outcome = _run_one(deployment, entry, context)
+    except WorkerError as exc:
+        outcome = {"verdict": DriftVerdict.ERROR, "reason": f"the worker could not be asked: {exc.message}"}
+    except Exception as exc:
+        logger.exception("drift check %s on %s failed", entry.name, deployment.name)
+        outcome = {"verdict": DriftVerdict.ERROR, "reason": f"{type(exc).__name__}: {exc}"}
+    check = DriftCheck.objects.create(
+        deployment=deployment,
+        kind=entry.name,
+        verdict=str(outcome["verdict"]),
+        statistic=outcome.get("statistic"),
+        threshold=outcome.get("threshold"),
+        reason=outcome.get("reason", "")[:5000],
+        data=json.loads(json.dumps(json_safe(outcome.get("data", {})), default=str)),
+        revision=deployment.current_revision.number,
+        model_version=deployment.model_version,
+        trigger=trigger,
+        started_at=context.now,
+        duration_s=time.perf_counter() - started,
+    )
+    _signal(check, entry)
+    return check
 
 
-def _json_safe(value):
-    import json
-
-    from controlplane.alerts.evaluators import json_safe
-
-    return json.loads(json.dumps(json_safe(value), default=str))
+def _run_one(deployment: Deployment, entry: Check, context: Context) -> Outcome:
+    if entry.needs_worker and context.client is None:
+        return {"verdict": DriftVerdict.INCONCLUSIVE, "reason": "no worker is serving this deployment"}
+    return entry.function(deployment, context)
 
 
-def _signal(check: DriftCheck) -> None:
+def _signal(check: DriftCheck, entry: Check) -> None:
     """A drift verdict fires the deployment's drift alert for this kind; an ok verdict clears it."""
     if check.verdict not in (DriftVerdict.DRIFT, DriftVerdict.OK):
         return
-    from controlplane.alerts import signal
-
     firing = check.verdict == DriftVerdict.DRIFT
     values = {"statistic": check.statistic, "threshold": check.threshold, "revision": check.revision}
     series = [
@@ -213,12 +301,12 @@ def _signal(check: DriftCheck) -> None:
         )
     ]
     try:
-        signal(
-            "drift",
+        alerts.signal(
+            AlertKind.DRIFT,
             check.deployment,
             check.kind,
             firing,
-            title=f"{check.get_kind_display()} drift on {check.deployment.name}",
+            title=f"{entry.label} drift on {check.deployment.name}",
             summary=check.reason,
             values=values,
             series=series or None,

@@ -8,16 +8,19 @@ than SCHEDULER_STALE_AFTER_S, jobs have stopped: the dashboard shows a banner, /
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
 
+from controlplane.alerts import service as alerts
 from controlplane.choices import SchedulerState
 from controlplane.jobs.lease import LOCK
 from controlplane.models import SchedulerLease
-from controlplane.services.alert_signal import check_scheduler_heartbeat, signal
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["HeartbeatWatcher", "SchedulerHealth", "readiness", "scheduler_health"]
 
@@ -90,14 +93,13 @@ def readiness() -> dict:
 
 
 class HeartbeatWatcher:
-    """Raises and clears the ``scheduler_heartbeat`` alert. When the alerts offer ``check_scheduler_heartbeat`` it
-    hands them the last sign of life at every check (their rule decides, deduplicates and delivers); otherwise it
-    signals on a change of state and on its first verdict, so a restarted process restates the truth. For its first
-    SCHEDULER_STALE_AFTER_S it does not call a stale scheduler stale: a scheduler starting beside it gets that long."""
+    """Raises and clears the ``scheduler_heartbeat`` alert: at every check it hands the alerts the scheduler's last
+    sign of life (their rules decide, deduplicate and deliver the e-mails themselves, since the scheduler that
+    normally delivers them is the one that stopped). For its first SCHEDULER_STALE_AFTER_S it does not call a stale
+    scheduler stale: a scheduler starting beside it gets that long. A failing alert service is logged."""
 
     def __init__(self, started_at: datetime | None = None) -> None:
         self.started_at = started_at or timezone.now()
-        self.last_state: str | None = None
 
     def check(self, now: datetime | None = None) -> SchedulerHealth:
         now = now or timezone.now()
@@ -105,10 +107,8 @@ class HeartbeatWatcher:
         settling = (now - self.started_at).total_seconds() < health.threshold_s
         if health.stale and settling:
             return health
-        if check_scheduler_heartbeat(health.last_beat_at, now) is not None:
-            return health
-        if health.state != self.last_state:
-            title = "Scheduled jobs are not running" if health.stale else "Scheduled jobs are running"
-            signal("scheduler_heartbeat", None, "scheduler", health.stale, title, health.message, health.as_dict())
-            self.last_state = health.state
+        try:
+            alerts.check_scheduler_heartbeat(health.last_beat_at, now=now)
+        except Exception:
+            logger.exception("the alerts' scheduler heartbeat check failed")
         return health

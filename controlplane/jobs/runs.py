@@ -3,7 +3,7 @@
 - One run of a job at a time, across processes: a run starts only after claiming the job's ``JobState`` row with a
   conditional UPDATE (free, or its claim has lapsed after ``max_runtime_s``); otherwise it is recorded as skipped.
 - A failing job is recorded with its traceback and signalled as a ``job_failure`` alert (cleared by the next
-  success); the exception never reaches the scheduler.
+  success); the exception never reaches the scheduler, and neither does a failure of the alerts themselves.
 - Every run, skipped and missed run is a ``JobRun`` row.
 """
 
@@ -23,10 +23,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q
 from django.utils import timezone
 
-from controlplane.choices import JobOutcome, JobTrigger
+from controlplane.alerts import service as alerts
+from controlplane.choices import AlertKind, JobOutcome, JobTrigger
 from controlplane.jobs import registry as jobs
-from controlplane.models import JobRun, JobRunRequest, JobState
-from controlplane.services.alert_signal import signal
+from controlplane.models import JobRun, JobState
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ __all__ = [
     "execute",
     "lapse_overdue",
     "last_fire",
-    "prune_runs",
     "record_missed",
     "record_skipped",
     "release_claims_of_others",
@@ -105,7 +104,7 @@ def execute(
 
 def _call(job: jobs.Job) -> tuple[str, dict, str, str]:
     try:
-        value = job.function()()
+        value = job.func()
         result = json.loads(json.dumps({} if value is None else value, cls=DjangoJSONEncoder))
         if not isinstance(result, dict):
             raise TypeError(f"a job returns a dict or None, not {type(value).__name__}")
@@ -127,12 +126,21 @@ def _finish(run, outcome, now, duration_s, result=None, error="", trace="") -> J
     return run
 
 
+def tell_alerts(name: str, firing: bool, title: str, summary: str, values: dict) -> None:
+    """Fire (or clear) job ``name``'s ``job_failure`` alert. A failing alert service is logged: it never breaks
+    a run's bookkeeping."""
+    try:
+        alerts.signal(AlertKind.JOB_FAILURE, None, name, firing, title, summary, values)
+    except Exception:
+        logger.exception("signalling the job_failure alert of %s failed", name)
+
+
 def _signal_outcome(run: JobRun, previous: str | None) -> None:
     values = {"run": run.pk, "duration_s": run.duration_s, "error": run.error}
     if run.outcome == JobOutcome.FAILED:
-        signal("job_failure", None, run.job, True, f"Job {run.job} failed", run.error, values)
+        tell_alerts(run.job, True, f"Job {run.job} failed", run.error, values)
     elif run.outcome == JobOutcome.SUCCESS and previous == JobOutcome.FAILED:
-        signal("job_failure", None, run.job, False, f"Job {run.job} succeeds again", "", values)
+        tell_alerts(run.job, False, f"Job {run.job} succeeds again", "", values)
 
 
 def _close_record(name, outcome, owner, now, *, scheduled_for=None, result=None) -> JobRun:
@@ -188,8 +196,7 @@ def _give_up(states, now: datetime, message: str) -> int:
                 outcome=JobOutcome.FAILED, error=message[:500], finished_at=now
             )
             logger.error("job %s run %s: %s", name, run_id, message)
-            values = {"run": run_id, "error": message}
-            signal("job_failure", None, name, True, f"Job {name} failed", message, values)
+            tell_alerts(name, True, f"Job {name} failed", message, {"run": run_id, "error": message})
     return count
 
 
@@ -210,18 +217,3 @@ def abandon_runs(owner: str, now: datetime) -> int:
     """On stop: the runs of ``owner`` that did not finish in time are recorded as interrupted."""
     held = JobState.objects.filter(running_run__isnull=False, claimed_by=owner)
     return _give_up(list(held), now, "interrupted: the scheduler stopped while it ran")
-
-
-def prune_runs(now: datetime, keep_days: int, *, batch: int = 5000) -> dict:
-    """Delete runs (and served run-now requests) older than ``keep_days``, in batches; every job's last and running
-    run stay so that its page and its schedule keep their anchor."""
-    cutoff = now - timedelta(days=keep_days)
-    keep = set()
-    for last_id, running_id in JobState.objects.values_list("last_run_id", "running_run_id"):
-        keep.update(pk for pk in (last_id, running_id) if pk)
-    old = JobRun.objects.filter(started_at__lt=cutoff).exclude(pk__in=keep)
-    deleted = 0
-    while ids := list(old.values_list("pk", flat=True)[:batch]):
-        deleted += JobRun.objects.filter(pk__in=ids).delete()[0]
-    requests = JobRunRequest.objects.filter(requested_at__lt=cutoff, claimed_at__isnull=False).delete()[0]
-    return {"deleted": deleted, "requests_deleted": requests, "cutoff": cutoff.isoformat()}

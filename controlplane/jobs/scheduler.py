@@ -1,4 +1,4 @@
-"""The scheduler: runs the job table (``jobs.JOBS``) while it holds the lock, stands by while another one does.
+"""The scheduler: runs the job registry (``jobs.JOBS``) while it holds the lock, stands by while another one does.
 
 It is an APScheduler 3 ``BackgroundScheduler`` (a thread pool) driven by a loop of steps (``runtime.ServiceThread``).
 Background, not asyncio: every job is synchronous ORM and HTTP code, so an asyncio scheduler would only hand each
@@ -136,8 +136,8 @@ class Scheduler(runtime.ServiceThread):
             lost = jobruns.release_claims_of_others(self.id, now)
             if lost:
                 logger.warning("scheduler %s freed %d job(s) held by a scheduler that stopped", self.id, lost)
-            jobruns.ensure_states(jobs.JOBS)
-            for job in jobs.JOBS.values():
+            jobruns.ensure_states(jobs.JOBS.names())
+            for job in jobs.JOBS:
                 self._schedule(job, now)
         except Exception:
             self._stand_by("could not schedule the jobs")  # retried at the next renewal

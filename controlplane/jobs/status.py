@@ -48,9 +48,9 @@ class RunNow:
 
 
 def job_statuses(names: list[str] | None = None, *, now: datetime | None = None) -> list[JobStatus]:
-    """The job table in registry order, in two queries."""
+    """The job table in registration order, in two queries."""
     now = now or timezone.now()
-    names = list(jobs.JOBS) if names is None else names
+    names = jobs.JOBS.names() if names is None else names
     states = {s.job: s for s in JobState.objects.filter(job__in=names).select_related("last_run", "running_run")}
     requested = set(JobRunRequest.objects.filter(job__in=names, claimed_at__isnull=True).values_list("job", flat=True))
     rows = []

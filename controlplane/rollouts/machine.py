@@ -22,7 +22,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from controlplane.choices import DesiredState, RolloutStatus, RolloutStrategy
+from controlplane.alerts import service as alerts
+from controlplane.choices import AlertKind, DesiredState, RolloutStatus, RolloutStrategy
 from controlplane.models import Deployment, ModelVersion, Rollout, RolloutEvent
 from controlplane.rollouts import gates as gate_checks
 from controlplane.services import audit
@@ -30,6 +31,8 @@ from controlplane.services.deployment_config import validate_config
 from controlplane.services.deployments import commit_revision, deployment_changed
 from controlplane.services.errors import Conflict, InvalidInput
 from controlplane.services.fit import check_fit, estimate_memory, format_bytes
+from controlplane.services.golden import golden_texts_for
+from controlplane.workers.client import WorkerClient
 
 logger = logging.getLogger(__name__)
 
@@ -246,11 +249,9 @@ def abort(actor: audit.Actor, rollout: Rollout) -> Rollout:
 
 def _alert(rollout: Rollout) -> None:
     """Tell on-call people; the e-mail goes out with the next delivery round."""
-    from controlplane.alerts import signal
-
     figures = rollout.figures or {}
-    signal(
-        "rollout",
+    alerts.signal(
+        AlertKind.ROLLOUT,
         rollout.deployment,
         f"rollout-{rollout.pk}",
         True,
@@ -349,8 +350,6 @@ def _start(rollout: Rollout, now: datetime) -> Rollout:
 
 def gate_clients(rollout: Rollout) -> dict:
     """Worker clients for the gates that measure through the workers, and the golden texts to score."""
-    from controlplane.workers.client import WorkerClient
-
     deployment = rollout.deployment
     clients: dict = {"golden_texts": golden_texts(rollout)}
     if deployment.worker_url:
@@ -362,10 +361,6 @@ def gate_clients(rollout: Rollout) -> dict:
 
 def golden_texts(rollout: Rollout) -> list[str]:
     """The texts the quality gate scores both versions on (see controlplane/services/golden.py)."""
-    try:
-        from controlplane.services.golden import golden_texts_for
-    except ImportError:
-        return []
     return golden_texts_for(rollout.base_revision.model_version)
 
 

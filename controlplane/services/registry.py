@@ -13,6 +13,7 @@ from inference.artifacts import artifact_digest, count_parameters, read_model_co
 
 from . import audit
 from .errors import Conflict, InvalidInput
+from .golden import import_from_artifact
 
 __all__ = ["delete_model_version", "register_model_version", "resolve_artifact_path", "update_model_version"]
 
@@ -95,8 +96,6 @@ def register_model_version(
                 created_by=actor.user,
             )
             audit.record(actor, "model_version.create", model_version, after=audit.snapshot(model_version))
-            from controlplane.services.golden import import_from_artifact
-
             import_from_artifact(actor, model_version)
     except IntegrityError:
         raise InvalidInput.field("version", f"{name}:{version} is already registered") from None

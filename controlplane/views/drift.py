@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from controlplane.choices import DriftKind, Role
+from controlplane.choices import Role
 from controlplane.drift import checks as driftchecks
 from controlplane.models import Deployment, DriftCheck
 
@@ -15,33 +15,26 @@ from .base import role_required
 HISTORY = 200
 
 
-def closeness(check: DriftCheck) -> float | None:
-    """The statistic as a share of its threshold: 1 is where the check fires (a p-value fires below alpha)."""
-    if check.statistic is None or check.threshold in (None, 0):
-        return None
-    if check.kind == DriftKind.DISTRIBUTION:
-        return round(check.threshold / max(check.statistic, 1e-12), 4)
-    return round(check.statistic / check.threshold, 4)
-
-
 def drift_page(request):
     deployments = list(Deployment.objects.select_related("current_revision__model_version"))
     charts = []
     for deployment in deployments:
-        for kind, label in DriftKind.choices:
-            checks = list(DriftCheck.objects.filter(deployment=deployment, kind=kind)[:HISTORY])[::-1]
-            points = [(int(c.started_at.timestamp()), closeness(c)) for c in checks if closeness(c) is not None]
+        for entry in driftchecks.CHECKS:
+            checks = list(DriftCheck.objects.filter(deployment=deployment, kind=entry.name)[:HISTORY])[::-1]
+            closeness = [(int(c.started_at.timestamp()), driftchecks.closeness(c)) for c in checks]
+            points = [(at, value) for at, value in closeness if value is not None]
             if points:
                 charts.append(
                     {
-                        "id": f"d{deployment.pk}-{kind}",
-                        "title": f"{deployment.name}: {label}",
+                        "id": f"d{deployment.pk}-{entry.name}",
+                        "title": f"{deployment.name}: {entry.label}",
                         "t": [p[0] for p in points],
                         "v": [p[1] for p in points],
                     }
                 )
     recent = DriftCheck.objects.select_related("deployment", "model_version")[:50]
-    return render(request, "drift/page.html", {"charts": charts, "recent": recent, "deployments": deployments})
+    context = {"charts": charts, "recent": recent, "deployments": deployments, "checks": list(driftchecks.CHECKS)}
+    return render(request, "drift/page.html", context)
 
 
 def drift_detail(request, pk):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.alerts import deliver_pending_notifications, signal
+from controlplane.alerts.delivery import deliver_pending_notifications
 from controlplane.alerts.rules import create_rule
+from controlplane.alerts.service import signal
 from controlplane.choices import AlertKind, AlertState, NotificationStatus, Role
 from controlplane.models import Alert, AlertRule, AuditEvent, Notification
 

@@ -8,9 +8,9 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from controlplane.alerts import deliver_pending_notifications, evaluate_alert_rules, signal
-from controlplane.alerts.delivery import retry_notification
+from controlplane.alerts.delivery import deliver_pending_notifications, retry_notification
 from controlplane.alerts.rules import create_rule, ensure_default_rules
+from controlplane.alerts.service import evaluate_alert_rules, signal
 from controlplane.choices import AlertKind, NotificationStatus
 from controlplane.models import Alert, AlertRule, Notification
 from controlplane.services import deployments

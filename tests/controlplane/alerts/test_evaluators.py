@@ -7,8 +7,8 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from controlplane.alerts import evaluate_alert_rules
 from controlplane.alerts.rules import create_rule
+from controlplane.alerts.service import evaluate_alert_rules
 from controlplane.choices import AlertKind, AlertState, WorkerEventKind
 from controlplane.models import Alert, WorkerEvent
 

@@ -7,9 +7,15 @@ from datetime import timedelta
 
 import pytest
 
-from controlplane.alerts import check_scheduler_heartbeat, deliver_pending_notifications, evaluate_alert_rules, signal
+from controlplane.alerts.delivery import deliver_pending_notifications
 from controlplane.alerts.rules import create_rule, update_rule
-from controlplane.alerts.service import acknowledge_alert, resolve_alert
+from controlplane.alerts.service import (
+    acknowledge_alert,
+    check_scheduler_heartbeat,
+    evaluate_alert_rules,
+    resolve_alert,
+    signal,
+)
 from controlplane.choices import AlertKind, AlertState, NotificationEvent
 from controlplane.models import Alert, AlertRule, AuditEvent, Notification
 from controlplane.services import deployments

@@ -1,17 +1,15 @@
-"""Fixtures for the scheduler's tests: a controllable clock, jobs written for the tests, and a stand-in for the
-alerts service that records what it is told."""
+"""Fixtures for the scheduler's tests: a controllable clock, a job registry of each test's own (the real jobs plus
+those the test adds), and a stand-in for the alerts service that records what it is told."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import sys
 import threading
-import types
 
 import pytest
 
+from controlplane.alerts import service as alerts
+from controlplane.extensions import Registry
 from controlplane.jobs import registry as jobs
-from controlplane.services import alert_signal
 from tests.controlplane.clock import FakeClock
 
 
@@ -20,18 +18,25 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(autouse=True)
+def own_registry(monkeypatch) -> Registry:
+    """Each test gets a copy of the job registry, so the jobs it adds or replaces go with it."""
+    table = Registry[jobs.Job]("job", check=jobs.check_job)
+    for job in jobs.JOBS:
+        table.register(job)
+    monkeypatch.setattr(jobs, "JOBS", table)
+    return table
+
+
 @pytest.fixture
 def signals(monkeypatch) -> list[dict]:
-    """What the scheduler signals to ``controlplane.alerts.service.signal`` (a stand-in module records it)."""
+    """What the scheduler signals to the alerts (``alerts.service.signal``, replaced by a recorder)."""
     received: list[dict] = []
 
-    def signal(kind, deployment, key, firing, title, summary, values, series=None):
+    def signal(kind, deployment, key, firing, title="", summary="", values=None, series=None, **kwargs):
         received.append({"kind": kind, "deployment": deployment, "key": key, "firing": firing, "title": title})
 
-    module = types.ModuleType(alert_signal.SERVICE)
-    module.__spec__ = importlib.machinery.ModuleSpec(alert_signal.SERVICE, None)
-    module.signal = signal
-    monkeypatch.setitem(sys.modules, alert_signal.SERVICE, module)
+    monkeypatch.setattr(alerts, "signal", signal)
     return received
 
 
@@ -52,8 +57,9 @@ class Gate:
 
 
 def add_job(monkeypatch, job: jobs.Job) -> jobs.Job:
-    monkeypatch.setitem(jobs.JOBS, job.name, job)
-    return job
+    """Register ``job`` in the test's registry (in place of a registered job of the same name)."""
+    jobs.JOBS.unregister(job.name)
+    return jobs.JOBS.register(job)
 
 
 def boom() -> dict:
@@ -62,6 +68,6 @@ def boom() -> dict:
 
 @pytest.fixture
 def only_test_jobs(monkeypatch):
-    """Schedule only the jobs a test adds (the real table stays out of the way)."""
-    monkeypatch.setattr(jobs, "JOBS", {})
+    """Schedule only the jobs a test adds (the real ones stay out of the way)."""
+    monkeypatch.setattr(jobs, "JOBS", Registry[jobs.Job]("job", check=jobs.check_job))
     return jobs.JOBS

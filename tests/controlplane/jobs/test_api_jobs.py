@@ -23,7 +23,7 @@ def test_viewers_list_the_jobs_with_their_schedule_and_last_and_next_runs(client
     jobruns.execute("report", owner="scheduler:a", clock=clock)
     JobState.objects.filter(job="report").update(next_run_at=clock.advance(300))
     body = clients[Role.VIEWER].get("/api/v1/jobs/").json()
-    assert [row["name"] for row in body["results"]][: len(jobs.REGISTRY)] == [j.name for j in jobs.REGISTRY]
+    assert [row["name"] for row in body["results"]][: len(jobs.JOBS)] == jobs.JOBS.names()
     row = next(row for row in body["results"] if row["name"] == "report")
     assert row["schedule"] == "every 300 s" and row["every_s"] == 300 and row["description"] == "Counts rows."
     assert row["last_run"]["outcome"] == JobOutcome.SUCCESS and row["last_run"]["result"] == {"rows": 7}

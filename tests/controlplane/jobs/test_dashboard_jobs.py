@@ -18,6 +18,7 @@ from controlplane.jobs import runs as jobruns
 from controlplane.models import JobRun, SchedulerLease
 
 from ..conftest import page_text as text
+from .conftest import add_job
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,7 @@ def running_scheduler(age_s: float = 0, jobs_age_s: float = 0) -> None:
 def test_the_jobs_page_lists_every_job_and_is_in_the_nav(as_viewer):
     running_scheduler()
     page = text(as_viewer.get("/jobs/"))
-    for job in jobs.REGISTRY:
+    for job in jobs.JOBS:
         assert f'href="/jobs/{job.name}/"' in page and escape(job.description) in page
     assert '<a href="/jobs/" aria-current="page">Jobs</a>' in page
     assert "Run now" not in page, "viewers get no run button"
@@ -60,8 +61,7 @@ def test_viewers_cannot_run_a_job_from_the_dashboard(as_viewer):
 
 def test_a_jobs_page_charts_its_runs_and_the_numbers_its_results_carry(as_viewer, clock, monkeypatch):
     answers = iter([{"expired": 2, "freed_bytes": 2048}, {"expired": 5, "freed_bytes": 5 * 2**20}])
-    job = dataclasses.replace(jobs.JOBS["expire_sessions"], func=lambda: next(answers))
-    monkeypatch.setitem(jobs.JOBS, "expire_sessions", job)
+    add_job(monkeypatch, dataclasses.replace(jobs.JOBS["expire_sessions"], func=lambda: next(answers)))
     for _ in range(2):
         jobruns.execute("expire_sessions", owner="scheduler:a", clock=clock)
         clock.advance(60)

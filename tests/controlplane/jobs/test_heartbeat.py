@@ -1,18 +1,17 @@
 """The scheduler's heartbeat: judged from the lock row; stale → banner, /readyz report, alert; back → cleared."""
 
-import sys
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from controlplane.choices import SchedulerState
-from controlplane.jobs import heartbeat, lease
-from controlplane.jobs import registry as jobs
+from controlplane.alerts import service as alerts
+from controlplane.alerts.rules import ensure_default_rules
+from controlplane.choices import AlertKind, AlertState, SchedulerState
+from controlplane.jobs import heartbeat, lease, tasks
 from controlplane.jobs.heartbeat import HeartbeatWatcher, scheduler_health
 from controlplane.jobs.scheduler import HeartbeatWatch
-from controlplane.models import SchedulerLease
-from controlplane.services import alert_signal
+from controlplane.models import Alert, AlertRule, SchedulerLease
 
 pytestmark = pytest.mark.django_db
 
@@ -71,37 +70,49 @@ def test_a_new_leader_gets_the_threshold_to_prove_its_jobs_run(clock):
 
 
 def test_the_heartbeat_job_stamps_the_row_only_while_a_scheduler_holds_the_lock():
-    assert jobs.heartbeat() == {"recorded": False}
+    assert tasks.heartbeat() == {"recorded": False}
     now = timezone.now()
     lease.acquire("scheduler:a", now, 30)
-    assert jobs.heartbeat() == {"recorded": True}
+    assert tasks.heartbeat() == {"recorded": True}
     assert SchedulerLease.objects.get().jobs_heartbeat_at >= now
     lease.release("scheduler:a", timezone.now())
-    assert jobs.heartbeat() == {"recorded": False}, "run inline without a scheduler, it cannot hide a dead one"
+    assert tasks.heartbeat() == {"recorded": False}, "run inline without a scheduler, it cannot hide a dead one"
 
 
-def test_the_alert_fires_when_jobs_stop_and_clears_when_they_run_again(clock, signals):
+@pytest.fixture
+def handed(monkeypatch) -> list[tuple]:
+    """What the watcher hands the alerts' watchdog entry: (last sign of life, now) at each check."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(alerts, "check_scheduler_heartbeat", lambda last, now=None: calls.append((last, now)))
+    return calls
+
+
+def test_the_alert_fires_when_jobs_stop_and_clears_when_they_run_again(clock):
+    ensure_default_rules()
+    max_age_s = AlertRule.objects.get(kind=AlertKind.SCHEDULER_HEARTBEAT).parameters["max_age_s"]
     watcher = HeartbeatWatcher(started_at=clock() - timedelta(hours=1))
     beat(clock)
     watcher.check(clock())
-    assert signals[-1]["kind"] == "scheduler_heartbeat" and signals[-1]["firing"] is False
-    clock.advance(THRESHOLD + 1)
+    assert not Alert.objects.exists()
+    clock.advance(max_age_s + 1)
     watcher.check(clock())
     watcher.check(clock.advance(15))
-    firing = [s for s in signals if s["firing"]]
-    assert len(firing) == 1 and firing[0]["key"] == "scheduler" and firing[0]["deployment"] is None
+    alert = Alert.objects.get()
+    assert alert.kind == AlertKind.SCHEDULER_HEARTBEAT and alert.state == AlertState.FIRING
+    assert alert.key == "scheduler" and alert.deployment is None
     beat(clock)
     watcher.check(clock())
-    assert signals[-1]["firing"] is False and len(signals) == 3
+    alert.refresh_from_db()
+    assert alert.state == AlertState.RESOLVED and Alert.objects.count() == 1
 
 
-def test_a_just_started_watcher_gives_a_starting_scheduler_the_threshold_before_it_fires(clock, signals):
+def test_a_just_started_watcher_gives_a_starting_scheduler_the_threshold_before_it_fires(clock, handed):
     watch = HeartbeatWatch(clock=clock)
     watch.step()
-    assert signals == []
+    assert handed == []
     clock.advance(THRESHOLD)
     watch.step()
-    assert [s["firing"] for s in signals] == [True]
+    assert handed == [(None, clock())]
 
 
 def test_readyz_reports_a_stale_scheduler_without_failing(client):
@@ -111,27 +122,17 @@ def test_readyz_reports_a_stale_scheduler_without_failing(client):
     assert report["ok"] and report["stale"] and report["state"] == SchedulerState.NEVER_RAN
 
 
-def test_without_an_alerts_module_a_signal_is_logged_and_dropped(monkeypatch, caplog):
-    monkeypatch.setattr(alert_signal, "SERVICE", "controlplane.alerts.not_written_yet")
-    assert alert_signal.signal("job_failure", None, "x", True, "t", "s", {}) is False
-    assert "alerts are not installed" in caplog.text
-
-
-def test_a_failing_alerts_module_never_breaks_the_caller(signals, monkeypatch, clock, caplog):
+def test_a_failing_alerts_service_never_breaks_the_watcher(monkeypatch, clock, caplog):
     def broken(*args, **kwargs):
         raise ConnectionError("smtp down")
 
-    monkeypatch.setattr(sys.modules[alert_signal.SERVICE], "signal", broken)
-    assert alert_signal.signal("job_failure", None, "x", True, "t", "s", {}) is False
-    assert "smtp down" in caplog.text
+    monkeypatch.setattr(alerts, "check_scheduler_heartbeat", broken)
     watcher = heartbeat.HeartbeatWatcher(started_at=clock() - timedelta(hours=1))
     assert watcher.check(clock()).state == SchedulerState.NEVER_RAN
+    assert "smtp down" in caplog.text
 
 
-def test_when_the_alerts_have_a_watchdog_entry_every_check_hands_them_the_last_sign_of_life(clock, signals):
-    checks = []
-    module = sys.modules[alert_signal.SERVICE]
-    module.check_scheduler_heartbeat = lambda last_beat_at, now=None, deliver=True: checks.append((last_beat_at, now))
+def test_every_check_hands_the_alerts_the_last_sign_of_life(clock, handed):
     watcher = HeartbeatWatcher(started_at=clock() - timedelta(hours=1))
     beat(clock)
     beaten_at = clock()
@@ -139,5 +140,4 @@ def test_when_the_alerts_have_a_watchdog_entry_every_check_hands_them_the_last_s
         clock.advance(15)
         lease.acquire("scheduler:a", clock(), 30)
         watcher.check(clock())
-    assert checks == [(beaten_at, beaten_at + timedelta(seconds=15 * n)) for n in (1, 2, 3)]
-    assert signals == [], "the alerts' rule decides; nothing is signalled besides"
+    assert handed == [(beaten_at, beaten_at + timedelta(seconds=15 * n)) for n in (1, 2, 3)]

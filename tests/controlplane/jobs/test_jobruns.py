@@ -9,6 +9,7 @@ from django.utils import timezone
 from controlplane.choices import JobOutcome, JobTrigger
 from controlplane.jobs import registry as jobs
 from controlplane.jobs import runs as jobruns
+from controlplane.jobs import tasks
 from controlplane.models import JobRun, JobRunRequest, JobState
 
 from .conftest import add_job, boom
@@ -48,7 +49,7 @@ def test_a_failing_job_is_recorded_with_its_traceback_and_raises_an_alert_that_t
     assert signals == [
         {"kind": "job_failure", "deployment": None, "key": "fragile", "firing": True, "title": "Job fragile failed"}
     ]
-    monkeypatch.setitem(jobs.JOBS, "fragile", jobs.Job("fragile", lambda: None, every_s=60))
+    add_job(monkeypatch, jobs.Job("fragile", lambda: None, every_s=60))
     assert jobruns.execute("fragile", owner="scheduler:a", clock=clock).outcome == JobOutcome.SUCCESS
     assert [s["firing"] for s in signals] == [True, False]
     jobruns.execute("fragile", owner="scheduler:a", clock=clock)
@@ -106,7 +107,7 @@ def test_pruning_deletes_old_runs_and_requests_but_keeps_each_jobs_last_run(coun
     JobRunRequest.objects.create(job="count", requested_at=clock(), claimed_at=clock(), run=first)
     clock.advance(15 * 86400)
     recent = jobruns.record_missed("count", clock(), "scheduler:a", clock())
-    result = jobruns.prune_runs(clock(), keep_days=14)
+    result = tasks.prune_runs(clock(), keep_days=14)
     assert result["deleted"] == 1 and result["requests_deleted"] == 1
     assert set(JobRun.objects.values_list("pk", flat=True)) == {second.pk, recent.pk}
     assert JobState.objects.get(job="count").last_run == second

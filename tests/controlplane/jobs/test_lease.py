@@ -59,7 +59,7 @@ def test_of_two_schedulers_only_the_leader_schedules_jobs_and_the_standby_takes_
     first.step()
     second.step()
     assert first.is_leader and not second.is_leader
-    assert {job.id for job in first.aps.get_jobs()} == set(jobs.JOBS)
+    assert {job.id for job in first.aps.get_jobs()} == set(jobs.JOBS.names())
     assert second.aps.get_jobs() == []
     assert JobState.objects.get(job="heartbeat").next_run_at is not None
 

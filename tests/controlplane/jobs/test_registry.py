@@ -1,10 +1,16 @@
-"""The job table: what a line may say, and how a job named by its import path is found."""
+"""The job registry: what an entry may say (checked when it is registered), and that the scheduler runs whatever
+is registered, functions of the feature packages included."""
 
 import pytest
 
+from controlplane.alerts import delivery, service
 from controlplane.choices import JobOutcome
+from controlplane.drift import checks
+from controlplane.extensions import RegistryError
 from controlplane.jobs import registry as jobs
 from controlplane.jobs import runs as jobruns
+from controlplane.jobs import tasks
+from controlplane.rollouts import machine
 
 from .conftest import add_job
 
@@ -18,11 +24,24 @@ from .conftest import add_job
         ({"name": "never", "every_s": 0}, "positive"),
         ({"name": "endless", "every_s": 60, "max_runtime_s": 0}, "positive"),
         ({"name": "badcron", "cron": "every day at noon"}, "Wrong number of fields"),
+        ({"name": "odd_unit", "every_s": 60, "series": (jobs.Series("n", "N", "furlongs"),)}, "furlongs"),
     ],
 )
-def test_a_bad_line_fails_at_import_naming_the_problem(line, problem):
-    with pytest.raises(ValueError, match=problem):
-        jobs.Job(func=lambda: None, **line)
+def test_a_bad_entry_is_refused_when_registered_naming_the_job_and_the_problem(line, problem):
+    with pytest.raises(RegistryError, match=problem) as refused:
+        jobs.JOBS.register(jobs.Job(func=lambda: None, **line))
+    assert repr(line["name"]) in str(refused.value)
+    assert line["name"] not in jobs.JOBS
+
+
+def test_a_name_taken_is_refused():
+    with pytest.raises(RegistryError, match="registered already"):
+        jobs.JOBS.register(jobs.Job("heartbeat", lambda: None, every_s=60))
+
+
+def test_a_job_whose_function_is_not_callable_is_refused():
+    with pytest.raises(RegistryError, match="not callable"):
+        jobs.JOBS.register(jobs.Job("by_path", "controlplane.jobs.tasks:heartbeat", every_s=60))
 
 
 def test_the_schedule_reads_as_words(settings):
@@ -35,8 +54,17 @@ def test_an_unknown_job_is_a_lookup_error():
         jobs.get_job("ghost")
 
 
+def test_the_registered_jobs_call_the_feature_functions_themselves():
+    functions = {job.name: job.func for job in jobs.JOBS}
+    assert functions["heartbeat"] is tasks.heartbeat
+    assert functions["drift_checks"] is checks.run_scheduled_checks
+    assert functions["advance_rollouts"] is machine.advance_all
+    assert functions["evaluate_alert_rules"] is service.evaluate_alert_rules
+    assert functions["deliver_notifications"] is delivery.deliver_pending_notifications
+
+
 @pytest.mark.django_db
-def test_a_job_named_by_its_import_path_is_imported_when_it_runs(monkeypatch, clock):
-    add_job(monkeypatch, jobs.Job("by_path", "controlplane.jobs.registry:heartbeat", every_s=60))
-    run = jobruns.execute("by_path", owner="scheduler:a", clock=clock)
-    assert run.outcome == JobOutcome.SUCCESS and run.result == {"recorded": False}
+def test_adding_a_job_is_one_entry_and_its_function(monkeypatch, clock):
+    add_job(monkeypatch, jobs.Job("count_rows", lambda: {"rows": 3}, every_s=60))
+    run = jobruns.execute("count_rows", owner="scheduler:a", clock=clock)
+    assert run.outcome == JobOutcome.SUCCESS and run.result == {"rows": 3}

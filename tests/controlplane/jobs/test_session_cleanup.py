@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from controlplane.choices import JobOutcome, WorkerReply
-from controlplane.jobs import registry as jobs
 from controlplane.jobs import runs as jobruns
+from controlplane.jobs import tasks
 from controlplane.models import Deployment
 from controlplane.services import deployments
 from controlplane.workers.client import worker_secret
@@ -72,7 +72,7 @@ def fleet(actor, deployment, model_version, cpu_node, worker):
 
 
 def test_every_running_worker_is_asked_with_its_deployments_timeout_and_each_answer_is_recorded(fleet):
-    result = jobs.expire_sessions()
+    result = tasks.expire_sessions()
     assert result["deployments"]["demo-cpu"] == {
         "status": WorkerReply.OK,
         "idle_s": 120,
@@ -94,7 +94,7 @@ def test_every_running_worker_is_asked_with_its_deployments_timeout_and_each_ans
 
 
 def test_the_worker_is_called_with_the_deployments_control_token(fleet):
-    jobs.expire_sessions()
+    tasks.expire_sessions()
     call = next(c for c in Worker.calls if c["path"] == "/control/sessions/expire")
     assert call["body"] == {"idle_s": 120}
     assert call["auth"] == f"Bearer {worker_secret(fleet['demo-cpu'].pk, 'control')}"
