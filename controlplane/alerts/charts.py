@@ -36,6 +36,7 @@ def render_chart(
     points = [(x, float(v)) for x, v in series or [] if v is not None]
     if not points:
         return None
+    # Not a cycle: matplotlib costs about a second to import, and only an e-mail with a chart needs it.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -54,7 +55,7 @@ def render_chart(
     axes.tick_params(labelsize=7)
     axes.grid(alpha=0.3)
     if timed:
-        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter  # heavy, as above
 
         locator = AutoDateLocator(maxticks=6)
         axes.xaxis.set_major_locator(locator)

@@ -7,7 +7,7 @@ import pytest
 
 from controlplane.alerts.delivery import deliver_pending_notifications
 from controlplane.alerts.rules import create_rule
-from controlplane.alerts.service import signal
+from controlplane.alerts.service import acknowledge_alert, resolve_alert, signal
 from controlplane.choices import AlertKind, AlertState, NotificationStatus
 from controlplane.models import Alert, AlertRule, AuditEvent, Notification
 
@@ -37,8 +37,6 @@ def fire(deployment, key, clock, **kwargs):
 def test_the_list_shows_firing_alerts_before_acknowledged_ones_and_keeps_the_history(
     as_viewer, deployment, clock, actor
 ):
-    from controlplane.alerts.service import acknowledge_alert, resolve_alert
-
     acknowledged = fire(deployment, "latency", clock)
     acknowledge_alert(actor, acknowledged)
     resolved = fire(deployment, "distribution", clock)

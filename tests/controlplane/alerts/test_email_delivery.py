@@ -11,6 +11,7 @@ import pytest
 from controlplane.alerts.delivery import deliver_pending_notifications, retry_notification
 from controlplane.alerts.rules import create_rule, ensure_default_rules
 from controlplane.alerts.service import evaluate_alert_rules, signal
+from controlplane.alerts.transports import EmailTransport
 from controlplane.choices import AlertKind, NotificationStatus
 from controlplane.models import Alert, AlertRule, Notification
 from controlplane.services import deployments
@@ -219,8 +220,6 @@ def test_a_refused_recipient_does_not_hold_back_the_next_email(smtp_server, depl
 def test_two_delivery_loops_at_once_send_each_email_exactly_once(settings, deployment, clock, monkeypatch, mailoutbox):
     """The second loop starts while the first is in the middle of sending its first e-mail (as another process
     would): it skips the claimed one and sends the rest; the first then finds them taken."""
-    from controlplane.alerts.transports import EmailTransport
-
     settings.ONCALL_EMAILS = ["oncall@example.org"]
     for key in ("quality", "latency", "distribution"):
         fire(deployment, clock, key=key)

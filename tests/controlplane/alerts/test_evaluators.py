@@ -11,6 +11,7 @@ from controlplane.alerts.rules import create_rule
 from controlplane.alerts.service import evaluate_alert_rules
 from controlplane.choices import AlertKind, AlertState, WorkerEventKind
 from controlplane.models import Alert, WorkerEvent
+from controlplane.services import deployments
 
 from .conftest import add_requests
 
@@ -129,8 +130,6 @@ def test_a_worker_restart_fires_and_resolves_when_the_window_passes(deployment, 
 
 
 def test_a_rule_for_all_deployments_evaluates_each_one(actor, deployment, model_version, cpu_node, clock):
-    from controlplane.services import deployments
-
     other = deployments.create_deployment(actor, name="other", model_version=model_version, node=cpu_node)
     create_rule(actor, name="slow-anywhere", kind=AlertKind.LATENCY, parameters={"threshold_s": 1.0})
     add_requests(deployment, clock.now, count=20, latency_s=0.1)

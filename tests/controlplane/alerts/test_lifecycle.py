@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import pytest
 
 from controlplane.alerts.delivery import deliver_pending_notifications
@@ -265,8 +266,6 @@ def test_a_stale_scheduler_heartbeat_fires_and_a_fresh_one_resolves(clock, mailo
 
 
 def test_numpy_figures_and_nan_are_stored_as_plain_json(deployment, clock):
-    import numpy as np
-
     values = {"statistic": np.float32(0.25), "n": np.int64(500), "p": float("nan"), "hist": np.array([1, 2])}
     series = [(i, v) for i, v in enumerate([0.1, float("nan"), np.float64(0.3)])]
     signal(AlertKind.DRIFT, deployment, "distribution", True, values=values, series=series, now=clock.now)

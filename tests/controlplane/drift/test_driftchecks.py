@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from controlplane.choices import AlertState, DriftVerdict, Role
 from controlplane.drift import checks as driftchecks
-from controlplane.models import Alert, DriftCheck, InferenceRecord
+from controlplane.models import Alert, Deployment, DriftCheck, InferenceRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -122,8 +122,6 @@ def test_checks_are_listed_and_run_over_rest(clients, deployment, settings):
 
 
 def test_the_scheduled_job_checks_every_running_deployment(deployment, settings):
-    from controlplane.models import Deployment
-
     Deployment.objects.filter(pk=deployment.pk).update(status="running", worker_url="http://127.0.0.1:9")
     traffic(deployment, timezone.now(), settings=settings)
     result = driftchecks.run_scheduled_checks()
