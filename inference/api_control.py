@@ -17,7 +17,8 @@ router = APIRouter(prefix="/control")
 
 
 def _engine(request: Request) -> Engine:
-    return request.app.state.engine
+    engine: Engine = request.app.state.engine
+    return engine
 
 
 @router.get("/config")

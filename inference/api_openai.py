@@ -9,8 +9,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any, cast
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
@@ -30,7 +30,8 @@ MAX_PROMPTS = 64
 
 
 def _engine(request: Request) -> Engine:
-    return request.app.state.engine
+    engine: Engine = request.app.state.engine
+    return engine
 
 
 def _check_model(engine: Engine, name: str) -> str:
@@ -72,7 +73,7 @@ class Fanin:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[int, Delta | Finished | Failed]] = asyncio.Queue()
         self.seqs: list[Any] = []
         self.done: set[int] = set()
 
@@ -85,8 +86,11 @@ class Fanin:
             raise
         return self
 
-    def _sink(self, i: int) -> Callable[[Any], None]:
-        return lambda event: self.loop.call_soon_threadsafe(self.queue.put_nowait, (i, event))
+    def _sink(self, i: int) -> Callable[[Delta | Finished | Failed], None]:
+        def sink(event: Delta | Finished | Failed) -> None:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (i, event))
+
+        return sink
 
     async def events(self) -> AsyncIterator[tuple[int, Delta | Finished]]:
         while len(self.done) < len(self.seqs):
@@ -136,7 +140,7 @@ class EventStream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self.body_iterator.aclose()  # type: ignore[union-attr]
+            await cast("AsyncGenerator[Any, None]", self.body_iterator).aclose()  # _sse's generator
 
 
 def _sse(chunks: AsyncIterator[dict[str, Any]], fan: Fanin) -> StreamingResponse:
@@ -203,7 +207,9 @@ async def completions(
     return {**head, "choices": choices, "usage": _usage(finals)}
 
 
-async def _completion_chunks(fan: Fanin, head: dict, echo: list[str], usage_wanted: bool) -> AsyncIterator[dict]:
+async def _completion_chunks(
+    fan: Fanin, head: dict[str, Any], echo: list[str], usage_wanted: bool
+) -> AsyncIterator[dict[str, Any]]:
     finals: list[Finished] = []
     for i, text in enumerate(echo):
         if text:
@@ -261,7 +267,7 @@ async def chat_completions(
     return {**head, "choices": [choice], "usage": _usage([final])}
 
 
-async def _chat_chunks(fan: Fanin, head: dict, usage_wanted: bool) -> AsyncIterator[dict]:
+async def _chat_chunks(fan: Fanin, head: dict[str, Any], usage_wanted: bool) -> AsyncIterator[dict[str, Any]]:
     yield {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
     finals: list[Finished] = []
     async for _i, event in fan.events():

@@ -69,7 +69,7 @@ class AsyncStream:
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = loop or asyncio.get_running_loop()
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue: asyncio.Queue[Delta | Finished | Failed] = asyncio.Queue()
         self.seq: Sequence | None = None
 
     def sink(self, event: Delta | Finished | Failed) -> None:
@@ -96,11 +96,13 @@ def submit_async(engine: Engine, req: GenerationRequest) -> AsyncStream:
 async def agenerate(engine: Engine, req: GenerationRequest) -> Result:
     """Submit and await the whole result."""
     stream = submit_async(engine, req)
+    seq = stream.seq
+    assert seq is not None  # set by submit_async
     try:
         async for event in stream.events():
             if isinstance(event, Finished):
-                return _result(stream.seq, event, engine.clock())
+                return _result(seq, event, engine.clock())
     except asyncio.CancelledError:
-        engine.cancel(stream.seq)
+        engine.cancel(seq)
         raise
     raise RuntimeError("stream ended without a result")

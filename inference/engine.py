@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, TypeVar
 
 from inference.batcher import GenerationRequest, Sequence, Sink
 from inference.config import ConfigError, WorkerConfig, check_router_weights
@@ -31,6 +31,7 @@ from inference.sessions import SessionStore
 from inference.stats import EngineCounters, release_memory, rss_bytes, torch_memory
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Engine(ModelLifecycle):
@@ -48,7 +49,7 @@ class Engine(ModelLifecycle):
         self.shared = Shared(self.sessions, self.counters, clock, Observer(), Hooks())
         self.progress = LoadProgress()
         self._load_lock = threading.Lock()
-        self._control: deque[tuple[Callable[[], Any], Future]] = deque()
+        self._control: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,13 +133,13 @@ class Engine(ModelLifecycle):
                 hold = lane_hold if hold is None else min(hold, lane_hold)
         return self._retire_lanes() or did, hold
 
-    def call(self, fn: Callable[[], Any], timeout: float = 60.0) -> Any:
+    def call(self, fn: Callable[[], T], timeout: float = 60.0) -> T:
         """Run ``fn`` in the engine thread between two steps and return its result (or raise its exception).
 
         If the engine does not get to it within ``timeout`` (a stuck step), it is withdrawn and a 503 raised."""
         if self._thread is None or not self._thread.is_alive() or threading.current_thread() is self._thread:
             return fn()
-        fut: Future = Future()
+        fut: Future[T] = Future()
         self._control.append((fn, fut))
         self._wake.set()
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class WorkerError(Exception):
     """Base class: ``status`` (HTTP), ``type`` and ``code`` (OpenAI error JSON) and the ``param`` at fault."""
@@ -17,7 +19,7 @@ class WorkerError(Exception):
         if code is not None:
             self.code = code
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """OpenAI's error body: ``{"error": {"message", "type", "param", "code"}}``."""
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 

@@ -47,7 +47,9 @@ def heldout_pairs(count: int = HELDOUT_ITEMS) -> list[tuple[str, str]]:
     return pairs
 
 
-def golden_records(engine: Engine, prompts: tuple[str, ...] = PROMPTS, max_tokens: int = MAX_TOKENS) -> list[dict]:
+def golden_records(
+    engine: Engine, prompts: tuple[str, ...] = PROMPTS, max_tokens: int = MAX_TOKENS
+) -> list[dict[str, Any]]:
     """Temperature-0 completions of ``prompts`` and of the held-out prompts through the engine's active model."""
     out = []
     for prompt in prompts:
@@ -67,7 +69,7 @@ def golden_records(engine: Engine, prompts: tuple[str, ...] = PROMPTS, max_token
     return out
 
 
-def write_golden(path: str | Path, precision: str = "fp32") -> list[dict]:
+def write_golden(path: str | Path, precision: str = "fp32") -> list[dict[str, Any]]:
     """Load the checkpoint, write ``golden.jsonl`` beside it and refresh the manifest."""
     engine = Engine().start()
     try:

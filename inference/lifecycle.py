@@ -30,7 +30,7 @@ class ModelLifecycle:
     _lock: threading.RLock
     _lanes: list[Lane]
     _active: Lane | None
-    _keys: itertools.count
+    _keys: itertools.count[int]
     _load_lock: threading.Lock
     _wake: threading.Event
     shared: Shared

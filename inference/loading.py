@@ -68,12 +68,15 @@ class LoadProgress:
 
 def _model_format(root: Path) -> str:
     try:
-        return artifacts.read_model_config(root)["format"]
+        fmt: str = artifacts.read_model_config(root)["format"]
+        return fmt
     except ValueError as exc:
         raise CheckpointError(str(root), str(exc)) from exc
 
 
-def _load_native(root: Path, precision: str, device: torch.device, progress: LoadProgress) -> tuple[Runner, dict]:
+def _load_native(
+    root: Path, precision: str, device: torch.device, progress: LoadProgress
+) -> tuple[Runner, dict[str, Any]]:
     model, raw, hashes = load_checkpoint(root, "cpu", lambda f, m: progress.update(0.85 * f, m))
     progress.update(0.85, f"moving to {device} as {precision}")
     model = apply_precision(model, precision, device)
@@ -81,16 +84,17 @@ def _load_native(root: Path, precision: str, device: torch.device, progress: Loa
     return runner, {"digest": artifacts.artifact_digest(root, known=hashes), "config": raw}
 
 
-def _load_hf(root: Path, precision: str, device: torch.device, progress: LoadProgress) -> tuple[Runner, dict]:
+def _load_hf(root: Path, precision: str, device: torch.device, progress: LoadProgress) -> tuple[Runner, dict[str, Any]]:
     progress.update(0.1, "hashing files")
     digest = artifacts.artifact_digest(root)
     progress.update(0.4, "reading Hugging Face weights")
     model = load_hf_model(root, DTYPE[precision])
     progress.update(0.8, f"moving to {device} as {precision}")
     model = apply_precision(model, precision, device, skip=("gate", "router"))
-    vocab = int(model.config.vocab_size)
+    config: Any = model.config  # transformers' PretrainedConfig
+    vocab = int(config.vocab_size)
     runner = HFRunner(model, load_tokenizer(root, vocab), device, precision)
-    return runner, {"digest": digest, "config": model.config.to_dict()}
+    return runner, {"digest": digest, "config": config.to_dict()}
 
 
 def load_runner(

@@ -9,6 +9,8 @@ matmul kernel (``torch._weight_int8pack_mm``) when present and falls back to deq
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,6 +55,10 @@ def check_precision(precision: str, device: torch.device) -> None:
 class Int8Linear(nn.Module):
     """A Linear layer with int8 weights and per-output-channel fp32 scales (weight-only quantization)."""
 
+    weight: torch.Tensor  # buffers (registered in __init__)
+    scale: torch.Tensor
+    bias: torch.Tensor | None
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         w = weight.detach().float()
@@ -91,9 +97,10 @@ def quantize_int8(model: nn.Module, skip: tuple[str, ...] = ("router",)) -> int:
     return len(targets)
 
 
-def apply_precision(
-    model: nn.Module, precision: str, device: torch.device, skip: tuple[str, ...] = ("router",)
-) -> nn.Module:
+M = TypeVar("M", bound=nn.Module)
+
+
+def apply_precision(model: M, precision: str, device: torch.device, skip: tuple[str, ...] = ("router",)) -> M:
     """Move ``model`` to ``device`` in ``precision`` (call ``check_precision`` first)."""
     if precision == "int8":
         model = model.to(device=device, dtype=torch.float32)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Receive, Scope, Send
 
 from inference.api_control import router as control_router
 from inference.api_openai import router as openai_router
@@ -48,7 +49,7 @@ def error_response(exc: WorkerError) -> JSONResponse:
     return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
 
 
-def _param(loc: tuple, body: Any) -> str | None:
+def _param(loc: tuple[Any, ...], body: Any) -> str | None:
     """The dotted path of ``loc`` that exists in the body (drops pydantic's union-member tags like ``str``)."""
     parts, node = [], body
     for part in loc[1:] if loc and loc[0] == "body" else loc:
@@ -127,7 +128,7 @@ class Gate:
     def __init__(self, app: Any, limit: Callable[[], int], control_token: str, api_key: str | None) -> None:
         self.app, self.limit, self.control_token, self.api_key = app, limit, control_token, api_key
 
-    def _auth(self, scope: dict) -> None:
+    def _auth(self, scope: Scope) -> None:
         path = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if path == "/control" or path.startswith("/control/"):
@@ -135,7 +136,7 @@ class Gate:
         elif path == "/v1" or path.startswith("/v1/"):
             check_bearer(headers, self.api_key, "API key")
 
-    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -161,10 +162,10 @@ class Gate:
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
 
-def _replay(body: bytes, receive: Callable[[], Awaitable[dict]]) -> Callable[[], Awaitable[dict]]:
+def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
-    async def replay() -> dict:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True

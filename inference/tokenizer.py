@@ -79,7 +79,8 @@ class _HFStream:
         self._emitted = 0
 
     def _text(self) -> str:
-        return self._tok.decode(self._ids, skip_special_tokens=True)
+        text: str = self._tok.decode(self._ids, skip_special_tokens=True)
+        return text
 
     def feed(self, token_id: int) -> str:
         self._ids.append(token_id)
@@ -114,7 +115,8 @@ class HFTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         """Text without special tokens."""
-        return self.tok.decode(ids, skip_special_tokens=True)
+        text: str = self.tok.decode(ids, skip_special_tokens=True)
+        return text
 
     def stream_decoder(self) -> StreamDecoder:
         """Incremental decoder: re-decodes the ids so far and emits the new suffix."""
@@ -124,4 +126,5 @@ class HFTokenizer:
         """The tokenizer's own chat template, when it has one."""
         if not getattr(self.tok, "chat_template", None):
             return None
-        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt: str = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return prompt

@@ -92,7 +92,7 @@ def _train_loop(model: MoEModel, data: torch.Tensor, s: TrainSettings, report: C
         for group in opt.param_groups:
             group["lr"] = lr_at(step, s)
         opt.zero_grad(set_to_none=True)
-        (loss + s.aux_loss_coef * model.aux_loss()).backward()
+        (loss + s.aux_loss_coef * model.aux_loss()).backward()  # type: ignore[no-untyped-call]  # unannotated in torch
         torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
         opt.step()
         losses.append(loss.item())

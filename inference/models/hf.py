@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ def load_hf_model(path: Path, dtype: torch.dtype) -> torch.nn.Module:
     major, minor = (int(p) for p in tf.__version__.split(".")[:2])
     dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in transformers 4.56
     try:
-        model = tf.AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, **{dtype_kw: dtype})
+        model: torch.nn.Module = tf.AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, **{dtype_kw: dtype}
+        )
     except Exception as exc:  # transformers raises many types for bad checkpoints
         raise CheckpointError(str(path), f"cannot load Hugging Face model ({exc})") from exc
     return model.eval()
@@ -75,9 +78,10 @@ class HFRunner(Runner):
         tokens = torch.tensor([ids], device=self.device)
         with torch.inference_mode():
             out = self.model(input_ids=tokens, use_cache=True, **{self._cache_kw: cache})
-        return out.logits[0, -1]
+        logits: torch.Tensor = out.logits[0, -1]
+        return logits
 
-    def add(self, seqs: list[RunnerSeq]) -> torch.Tensor:
+    def add(self, seqs: Sequence[RunnerSeq]) -> torch.Tensor:
         """Prefill each new sequence (reusing an imported cache cropped to ``reuse_len``)."""
         rows, caches = [], []
         for s in seqs:
@@ -142,7 +146,8 @@ class HFRunner(Runner):
         wins = windows(token_lists, self.max_seq_len)
 
         def logits(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            return self.model(input_ids=tokens, attention_mask=mask.long()).logits
+            out: torch.Tensor = self.model(input_ids=tokens, attention_mask=mask.long()).logits
+            return out
 
         with torch.inference_mode():
             return score_windows(logits, wins, self.tokenizer.pad_id, self.device)

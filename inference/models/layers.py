@@ -90,7 +90,8 @@ class Attention(nn.Module):
             ctx.kv.write(self.layer, ctx.rows, ctx.positions, k, v)
             keys, values = ctx.kv.view(self.layer, ctx.slot_start, b, ctx.key_len)
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=ctx.mask, enable_gqa=gqa)
-        return self.wo(out.transpose(1, 2).reshape(b, t, -1))
+        projected: torch.Tensor = self.wo(out.transpose(1, 2).reshape(b, t, -1))
+        return projected
 
 
 class Expert(nn.Module):
@@ -103,7 +104,8 @@ class Expert(nn.Module):
         self.w2 = nn.Linear(d_ff, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        out: torch.Tensor = self.w2(F.silu(self.w1(x)) * self.w3(x))
+        return out
 
 
 class MoE(nn.Module):
@@ -111,6 +113,9 @@ class MoE(nn.Module):
 
     ``counts`` accumulates how many token-slots went to each expert (measured on every counted forward pass).
     """
+
+    log_bias: torch.Tensor  # buffers (registered in __init__)
+    counts: torch.Tensor
 
     def __init__(self, d_model: int, d_ff: int, n_experts: int, top_k: int) -> None:
         super().__init__()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ class Block(nn.Module):
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ctx: CacheContext | None, count: bool
     ) -> torch.Tensor:
-        h = x + self.attn(self.attn_norm(x), cos, sin, ctx)
+        h: torch.Tensor = x + self.attn(self.attn_norm(x), cos, sin, ctx)
         y = self.ffn_norm(h)
         if ctx is not None and ctx.valid is not None:
             out = torch.zeros_like(y)
@@ -36,6 +37,8 @@ class Block(nn.Module):
 
 class MoEModel(nn.Module):
     """Token embedding, ``n_layers`` blocks with a KV cache, final norm and an untied output head."""
+
+    rope: torch.Tensor  # a buffer (registered in __init__)
 
     def __init__(self, cfg: MoEConfig) -> None:
         super().__init__()
@@ -79,7 +82,12 @@ class MoEModel(nn.Module):
             x = layer(x, cos, sin, ctx, count)
         if last_index is not None:
             x = x[torch.arange(x.shape[0], device=x.device), last_index]
-        return self.lm_head(self.norm(x))
+        logits: torch.Tensor = self.lm_head(self.norm(x))
+        return logits
+
+    def blocks(self) -> list[Block]:
+        """``layers``, typed as what they are."""
+        return cast("list[Block]", list(self.layers))
 
     # -- router weights and activation counts -------------------------------------------------------------------
 
@@ -90,22 +98,22 @@ class MoEModel(nn.Module):
             if weights is None
             else check_router_weights(weights, self.cfg.n_experts, self.cfg.top_k)
         )
-        for layer in self.layers:
+        for layer in self.blocks():
             bias = torch.tensor(w, dtype=torch.float32, device=layer.moe.log_bias.device).log()
             layer.moe.log_bias = bias.to(layer.moe.log_bias.dtype)
 
     def expert_counts(self) -> torch.Tensor:
         """Counts per [layer, expert] since the last reset (int64, CPU)."""
-        return torch.stack([layer.moe.counts.detach().cpu() for layer in self.layers])
+        return torch.stack([layer.moe.counts.detach().cpu() for layer in self.blocks()])
 
     def reset_expert_counts(self) -> None:
         """Zero the activation counters."""
-        for layer in self.layers:
+        for layer in self.blocks():
             layer.moe.counts.zero_()
 
     def aux_loss(self) -> torch.Tensor:
         """Mean load-balancing loss of the last training forward."""
-        losses = [layer.moe.aux_loss for layer in self.layers if layer.moe.aux_loss is not None]
+        losses = [layer.moe.aux_loss for layer in self.blocks() if layer.moe.aux_loss is not None]
         return torch.stack(losses).mean()
 
 

@@ -8,6 +8,7 @@ tokens whose KV comes from ``kv_import``), ``output_ids`` and ``kv_len`` (tokens
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -68,6 +69,45 @@ class Runner:
         """Whether ``fused`` (prefill inside the decode forward pass) may be used; not by default."""
         return False
 
+    # The interface the engine uses, implemented by each runner.
+
+    def add(self, seqs: Sequence[RunnerSeq]) -> torch.Tensor:
+        """Prefill new sequences after the running ones; logits [n, V] at each prompt's last token."""
+        raise NotImplementedError
+
+    def decode(self) -> torch.Tensor:
+        """One token for each running sequence; logits [B, V]."""
+        raise NotImplementedError
+
+    def fused(self, seqs: Sequence[RunnerSeq]) -> torch.Tensor:
+        """Decode the running rows and prefill ``seqs`` in one pass (only where ``can_fuse`` says so)."""
+        raise NotImplementedError
+
+    def export(self, seq: RunnerSeq) -> Any:
+        """A copy of a running sequence's KV cache (the sequence stays in the batch)."""
+        raise NotImplementedError
+
+    def remove(self, seq: RunnerSeq, export: bool = False) -> Any:
+        """Take a sequence out of the batch; its KV cache is returned when ``export``."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget every running sequence (after a failed step)."""
+        raise NotImplementedError
+
+    def kv_bytes(self) -> int:
+        """Bytes held by the KV caches."""
+        raise NotImplementedError
+
+    @staticmethod
+    def snapshot_bytes(snapshot: Any) -> int:
+        """Bytes held by an exported KV cache."""
+        raise NotImplementedError
+
+    def score(self, token_lists: list[list[int]]) -> tuple[float, int]:
+        """Summed NLL and token count of the token lists."""
+        raise NotImplementedError
+
     def trim(self) -> None:
         """Release idle KV memory (nothing to do by default)."""
 
@@ -93,6 +133,7 @@ class NativeRunner(Runner):
 
     kind = "moe"
     supports_router_weights = True
+    model: MoEModel
 
     def __init__(self, model: MoEModel, device: torch.device, precision: str, kv_dtype: torch.dtype) -> None:
         super().__init__(model, ByteTokenizer(), device, precision)
@@ -109,7 +150,8 @@ class NativeRunner(Runner):
         valid = torch.arange(t, device=self.device)[None] < lens[:, None] if int(lens.min()) < t else None
         ctx = CacheContext(self.kv, start, rows, positions, _key_mask(positions, key_len), valid)
         with torch.inference_mode():
-            return self.model(tokens, ctx, count=True, last_index=lens - 1)
+            logits: torch.Tensor = self.model(tokens, ctx, count=True, last_index=lens - 1)
+            return logits
 
     def _rows(self, start: int, token_lists: list[list[int]], firsts: list[int]) -> torch.Tensor:
         """One forward over rows ``start ..``: row i feeds ``token_lists[i]`` from position ``firsts[i]``."""
@@ -123,20 +165,20 @@ class NativeRunner(Runner):
         lens = torch.tensor([len(t) for t in token_lists], device=self.device)
         return self._forward(tokens.to(self.device), start, positions, lens)
 
-    def _join(self, seqs: list[RunnerSeq]) -> None:
+    def _join(self, seqs: Sequence[RunnerSeq]) -> None:
         start = len(self.seqs)
         self.kv.reserve(start + len(seqs), max(s.reuse_len for s in seqs))
         for i, s in enumerate(seqs):
             if s.reuse_len:
                 self.kv.load(start + i, s.kv_import, s.reuse_len)
 
-    def _joined(self, seqs: list[RunnerSeq]) -> None:
+    def _joined(self, seqs: Sequence[RunnerSeq]) -> None:
         for s in seqs:
             self.prefilled_tokens += len(s.prompt_ids) - s.reuse_len
             s.kv_len, s.kv_import = len(s.prompt_ids), None
         self.seqs.extend(seqs)
 
-    def add(self, seqs: list[RunnerSeq]) -> torch.Tensor:
+    def add(self, seqs: Sequence[RunnerSeq]) -> torch.Tensor:
         """Prefill new sequences into rows after the running ones; logits [n, V] at each prompt's last token."""
         self._join(seqs)
         logits = self._rows(len(self.seqs), [s.prompt_ids[s.reuse_len :] for s in seqs], [s.reuse_len for s in seqs])
@@ -150,13 +192,13 @@ class NativeRunner(Runner):
             s.kv_len += 1
         return logits
 
-    def can_fuse(self, seqs: list[RunnerSeq]) -> bool:
+    def can_fuse(self, seqs: Sequence[RunnerSeq]) -> bool:
         """Whether prefilling ``seqs`` in the decode step's forward pass is worth it: the running rows are padded
         to the longest new prompt, so only when that padding stays small."""
         width = max(len(s.prompt_ids) - s.reuse_len for s in seqs)
         return bool(self.seqs) and len(self.seqs) * (width - 1) <= FUSE_PAD_TOKENS
 
-    def fused(self, seqs: list[RunnerSeq]) -> torch.Tensor:
+    def fused(self, seqs: Sequence[RunnerSeq]) -> torch.Tensor:
         """One forward pass that decodes the running rows and prefills ``seqs`` after them (a mixed batch, as in
         vLLM); logits [B + n, V]: next tokens of the running rows, then first tokens of the new ones."""
         old = list(self.seqs)
