@@ -169,7 +169,7 @@ MIN_REQUESTS = Setting(
 )
 ALPHA = Setting(
     "alpha",
-    0.01,
+    0.005,
     0.0,
     0.5,
     "Significance level of the one-sided tests 'the canary is worse' (error rate, latency, TTFT).",
@@ -410,7 +410,7 @@ GATES.register(
         "Fails when a layer routes its tokens to other experts than stable does (total variation of the shares).",
         (
             Setting(
-                "max_expert_shift", 0.15, 0.01, 1.0, "Tolerated total variation distance of a layer's expert shares."
+                "max_expert_shift", 0.2, 0.01, 1.0, "Tolerated total variation distance of a layer's expert shares."
             ),
             Setting(
                 "min_routed_tokens",

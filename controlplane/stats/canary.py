@@ -115,7 +115,7 @@ def compare_latency(
     canary: Sequence[float] | FloatArray,
     stable: Sequence[float] | FloatArray,
     *,
-    alpha: float = 0.01,
+    alpha: float = 0.005,
     max_ratio: float = 1.2,
 ) -> ShiftTest:
     """Is the canary slower? Mann-Whitney U, one-sided, on the two samples of one window, and the HL ratio."""
@@ -164,7 +164,7 @@ def compare_error_rates(
     errors_stable: int,
     n_stable: int,
     *,
-    alpha: float = 0.01,
+    alpha: float = 0.005,
     max_delta: float = 0.02,
 ) -> ProportionTest:
     """Does the canary err more? Fisher's exact test on the 2x2 table, one-sided, and the difference of rates.
@@ -265,7 +265,7 @@ def compare_shares(
     canary: Sequence[Sequence[float]] | FloatArray,
     stable: Sequence[Sequence[float]] | FloatArray,
     *,
-    max_distance: float = 0.15,
+    max_distance: float = 0.2,
 ) -> ShareTest:
     """Are the canary's tokens routed to other experts than stable's? Per layer, the total variation distance of
     the share vectors; the largest decides against ``max_distance``.
