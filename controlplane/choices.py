@@ -40,7 +40,8 @@ class Role(models.TextChoices):
 
     @classmethod
     def rank(cls, role: str) -> int:
-        return [cls.VIEWER, cls.OPERATOR, cls.ADMIN].index(role)
+        order: list[str] = [cls.VIEWER, cls.OPERATOR, cls.ADMIN]
+        return order.index(role)
 
 
 class TokenScope(models.TextChoices):
@@ -61,12 +62,14 @@ class Precision(models.TextChoices):
 
     @classmethod
     def bytes_per_param(cls, precision: str) -> float:
-        return {cls.FP32: 4.0, cls.FP16: 2.0, cls.BF16: 2.0, cls.INT8: 1.0}[precision]
+        table: dict[str, float] = {cls.FP32: 4.0, cls.FP16: 2.0, cls.BF16: 2.0, cls.INT8: 1.0}
+        return table[precision]
 
     @classmethod
     def kv_bytes_per_value(cls, precision: str) -> int:
         """The KV cache is kept in the activation dtype: fp32 for fp32 and int8 (dynamic quantization), else 2."""
-        return {cls.FP32: 4, cls.FP16: 2, cls.BF16: 2, cls.INT8: 4}[precision]
+        table: dict[str, int] = {cls.FP32: 4, cls.FP16: 2, cls.BF16: 2, cls.INT8: 4}
+        return table[precision]
 
 
 class ModelStatus(models.TextChoices):

@@ -9,7 +9,11 @@ from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse
 from starlette.staticfiles import StaticFiles
 
-PACKAGES = [("django.contrib.admin", "static"), ("rest_framework", "static"), ("drf_spectacular_sidecar", "static")]
+PACKAGES: list[str | tuple[str, str]] = [
+    ("django.contrib.admin", "static"),
+    ("rest_framework", "static"),
+    ("drf_spectacular_sidecar", "static"),
+]
 
 
 def build_static_app() -> StaticFiles:

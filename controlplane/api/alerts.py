@@ -5,6 +5,8 @@ Kept in their own module so the alerting API can be read in one place; the route
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
@@ -13,7 +15,7 @@ from rest_framework.response import Response
 
 from controlplane.alerts import delivery, rules, service
 from controlplane.choices import Role
-from controlplane.models import Alert, AlertRule, Deployment, Notification, NotificationAttempt
+from controlplane.models import Alert, AlertRule, Deployment, Notification, NotificationAttempt, User
 
 from .serializers import StrictMixin
 from .views import ActorMixin
@@ -25,7 +27,7 @@ class AlertRuleSerializer(StrictMixin, serializers.ModelSerializer):
     )
     parameters = serializers.JSONField(required=False, help_text="Per kind; see docs/alerts.md. Replaced as a whole.")
     recipients = serializers.JSONField(required=False, help_text="E-mail addresses; empty: ONCALL_EMAILS.")
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = AlertRule
@@ -46,7 +48,7 @@ class AlertRuleSerializer(StrictMixin, serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["created_by", "created_at", "updated_at"]
-        validators = []  # name uniqueness is checked by the service with a clear message
+        validators: list[Any] = []  # name uniqueness is checked by the service with a clear message
 
     def get_fields(self):
         fields = super().get_fields()
@@ -86,8 +88,12 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 
 class AlertSerializer(serializers.ModelSerializer):
-    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    resolved_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    acknowledged_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+    resolved_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = Alert

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import django_filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status, viewsets
@@ -11,14 +13,16 @@ from rest_framework.response import Response
 
 from controlplane.choices import AuditSource, Role
 from controlplane.jobs import status as job_service
-from controlplane.models import JobRun
+from controlplane.models import JobRun, User
 from controlplane.services import audit
 
 from .serializers import StrictMixin
 
 
 class JobRunSerializer(serializers.ModelSerializer):
-    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    requested_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
 
     class Meta:
         model = JobRun
@@ -63,7 +67,7 @@ class JobDetailSerializer(JobSerializer):
 
     def get_recent_runs(self, status) -> list[dict]:
         runs = JobRun.objects.filter(job=status.name).select_related("requested_by")[:20]
-        return JobRunSerializer(runs, many=True).data
+        return cast("list[dict]", JobRunSerializer(runs, many=True).data)  # a ReturnList (many=True)
 
 
 class RunNowSerializer(StrictMixin, serializers.Serializer):

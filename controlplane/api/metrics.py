@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from typing import cast
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
@@ -155,7 +156,11 @@ class PrometheusView(APIView):
     token being METRICS_TOKEN or any API token)."""
 
     renderer_classes = [PrometheusRenderer]
-    authentication_classes = [MetricsTokenAuthentication, *api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+    # api_settings imports the classes named in the setting (the stubs type the setting's strings)
+    authentication_classes = [
+        MetricsTokenAuthentication,
+        *cast("list[type[authentication.BaseAuthentication]]", api_settings.DEFAULT_AUTHENTICATION_CLASSES),
+    ]
 
     @extend_schema(exclude=True)
     def get(self, request):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Count
 from rest_framework import serializers
 
@@ -36,7 +38,7 @@ class StrictMixin:
 
 
 class ModelVersionSerializer(StrictMixin, serializers.ModelSerializer):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
     sha256 = serializers.RegexField(
         r"^[0-9a-fA-F]{64}$", required=False, help_text="Optional on create: must match the computed checksum."
     )
@@ -64,7 +66,7 @@ class ModelVersionSerializer(StrictMixin, serializers.ModelSerializer):
         read_only_fields = ["parameter_count", "size_bytes", "architecture", "created_by", "created_at"]
         extra_kwargs = {"format": {"required": False}, "precision": {"required": False}}
         # (name, version) uniqueness is checked by the service with a clear message.
-        validators = []
+        validators: list[Any] = []
 
 
 class ModelVersionUpdateSerializer(StrictMixin, serializers.ModelSerializer):
@@ -118,8 +120,10 @@ class NodeSerializer(StrictMixin, serializers.ModelSerializer):
 
 
 class DeploymentRevisionSerializer(serializers.ModelSerializer):
-    model_version_label = serializers.StringRelatedField(source="model_version")
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    model_version_label: serializers.StringRelatedField[ModelVersion] = serializers.StringRelatedField(
+        source="model_version"
+    )
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = DeploymentRevision
@@ -143,7 +147,7 @@ class DeploymentSerializer(StrictMixin, serializers.ModelSerializer):
     comment = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500)
     revision = serializers.IntegerField(source="current_revision.number", read_only=True)
     model_version_label = serializers.SerializerMethodField()
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Deployment
@@ -177,7 +181,7 @@ class DeploymentSerializer(StrictMixin, serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
-        validators = []
+        validators: list[Any] = []
 
     def get_model_version_label(self, obj) -> str | None:
         return str(obj.model_version) if obj.current_revision_id else None
@@ -260,7 +264,7 @@ class UserSerializer(StrictMixin, serializers.ModelSerializer):
             "last_login",
         ]
         read_only_fields = ["date_joined", "last_login"]
-        validators = []
+        validators: list[Any] = []
 
 
 class WorkerEventSerializer(serializers.ModelSerializer):
@@ -281,11 +285,13 @@ class RolloutEventSerializer(serializers.ModelSerializer):
 
 class RolloutSerializer(serializers.ModelSerializer):
     deployment_name = serializers.CharField(source="deployment.name", read_only=True)
-    target_model_version_label = serializers.StringRelatedField(source="target_model_version")
+    target_model_version_label: serializers.StringRelatedField[ModelVersion] = serializers.StringRelatedField(
+        source="target_model_version"
+    )
     base_revision = serializers.IntegerField(source="base_revision.number", read_only=True)
     result_revision = serializers.IntegerField(source="result_revision.number", read_only=True, default=None)
     weight = serializers.IntegerField(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
     traffic = serializers.SerializerMethodField(help_text="Requests served since the rollout began, per version.")
 
     def get_traffic(self, obj) -> dict:
@@ -348,7 +354,7 @@ class RolloutActionSerializer(StrictMixin, serializers.Serializer):
 
 class GoldenSetSerializer(StrictMixin, serializers.ModelSerializer):
     items = serializers.JSONField(help_text="A list of {prompt, reference} objects, or the same as JSON Lines text.")
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
     item_count = serializers.SerializerMethodField()
 
     class Meta:
@@ -362,7 +368,9 @@ class GoldenSetSerializer(StrictMixin, serializers.ModelSerializer):
 
 class DriftCheckSerializer(serializers.ModelSerializer):
     deployment_name = serializers.CharField(source="deployment.name", read_only=True)
-    model_version_label = serializers.StringRelatedField(source="model_version")
+    model_version_label: serializers.StringRelatedField[ModelVersion] = serializers.StringRelatedField(
+        source="model_version"
+    )
 
     class Meta:
         model = DriftCheck

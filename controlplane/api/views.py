@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from controlplane.choices import AuditSource, Role
@@ -34,9 +37,13 @@ from controlplane.workers import actions as workers
 from . import filters, serializers
 
 
+class _View(Protocol):
+    request: Request
+
+
 class ActorMixin:
     @property
-    def actor(self) -> audit.Actor:
+    def actor(self: _View) -> audit.Actor:
         return audit.Actor(self.request.user, AuditSource.API)
 
 

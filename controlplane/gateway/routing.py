@@ -55,6 +55,7 @@ def _load(name: str) -> Route | None:
     if deployment is None:
         return None
     revision = deployment.current_revision
+    assert revision is not None  # filtered on current_revision__isnull=False
     served = deployment.applied_revision or revision.number  # until a new revision is applied, the old one serves
     stable = Target(
         deployment_id=deployment.pk,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -31,7 +31,13 @@ class Actor:
 SYSTEM = Actor()
 
 
-def snapshot(instance: models.Model | None, exclude: tuple[str, ...] = ()) -> dict | None:
+@overload
+def snapshot(instance: models.Model, exclude: tuple[str, ...] = ()) -> dict[str, Any]: ...
+@overload
+def snapshot(instance: models.Model | None, exclude: tuple[str, ...] = ()) -> dict[str, Any] | None: ...
+
+
+def snapshot(instance: models.Model | None, exclude: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """A JSON-ready dict of a model's fields (foreign keys as ids, many-to-many as id lists)."""
     if instance is None:
         return None
@@ -39,9 +45,9 @@ def snapshot(instance: models.Model | None, exclude: tuple[str, ...] = ()) -> di
     for field in instance._meta.many_to_many:
         if field.name in data:
             data[field.name] = sorted(obj.pk for obj in data[field.name])
-    for field in instance._meta.concrete_fields:
-        if field.name not in exclude and field.name not in data:
-            data[field.name] = getattr(instance, field.attname)
+    for concrete in instance._meta.concrete_fields:
+        if concrete.name not in exclude and concrete.name not in data:
+            data[concrete.name] = getattr(instance, concrete.attname)
     data["id"] = instance.pk
     return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
 
@@ -64,7 +70,7 @@ def record(
         actor_name=actor.name,
         source=actor.source,
         action=action,
-        object_type=object_type or (instance._meta.model_name if instance is not None else ""),
+        object_type=object_type or (instance._meta.model_name or "" if instance is not None else ""),
         object_id=str(object_id if object_id is not None else (instance.pk if instance is not None else "")),
         object_repr=(object_repr or (str(instance) if instance is not None else ""))[:255],
         before=before,

@@ -3,6 +3,8 @@ changes, and an audit event; after commit, ``deployment_changed`` tells the supe
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import transaction
 from django.db.models import Max
 from django.dispatch import Signal
@@ -40,7 +42,7 @@ def _check_model_version(model_version: ModelVersion) -> None:
         raise InvalidInput.field("model_version", f"{model_version} is deprecated and cannot be deployed")
 
 
-def _snapshot(deployment: Deployment) -> dict:
+def _snapshot(deployment: Deployment) -> dict[str, Any]:
     data = audit.snapshot(deployment)
     revision = deployment.current_revision
     if revision is not None:
@@ -118,6 +120,7 @@ def update_deployment(
     with transaction.atomic():
         deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
         current = deployment.current_revision
+        assert current is not None  # deployments are created with their first revision
         before = _snapshot(deployment)
         new_model = model_version or current.model_version
         if model_version is not None and model_version.pk != current.model_version_id:

@@ -149,6 +149,7 @@ def check_fit(
 
 def _claim(deployment: Deployment, *, on_gpu: bool) -> int:
     revision = deployment.current_revision
+    assert revision is not None  # deployments are created with their first revision
     return estimate_memory(revision.model_version, revision.config, on_gpu=on_gpu).total_bytes
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from django.db import transaction
 
@@ -54,7 +55,7 @@ def _parse_item(index: int, item: dict) -> dict:
         raise InvalidInput.field("items", f"item {index} has unknown keys: {', '.join(sorted(unknown))}")
     if not item.get("reference") and not item.get("output"):
         raise InvalidInput.field("items", f"item {index} needs a reference or an output")
-    parsed = {}
+    parsed: dict[str, Any] = {}
     for key in ("prompt", "reference", "output"):
         value = item.get(key)
         if value is None and key != "prompt":

@@ -59,7 +59,7 @@ def register_local_node(actor: audit.Actor = audit.SYSTEM) -> Node:
 
 def create(actor: audit.Actor, model: type[Model], **fields) -> Model:
     with transaction.atomic():
-        instance = model.objects.create(**fields)
+        instance = model._default_manager.create(**fields)
         audit.record(actor, f"{model._meta.model_name}.create", instance, after=audit.snapshot(instance))
     return instance
 

@@ -92,8 +92,8 @@ class MetricsConsumer(AsyncJsonWebsocketConsumer):
     # --- helpers --------------------------------------------------------------------------------------------------
     @database_sync_to_async
     def _scope(self, query: dict[str, list[str]]) -> dict:
-        deployment_id = (query.get("deployment") or [None])[0]
-        node_id = (query.get("node") or [None])[0]
+        deployment_id = next(iter(query.get("deployment") or []), None)
+        node_id = next(iter(query.get("node") or []), None)
         if deployment_id:
             if not deployment_id.isdigit():
                 raise ValueError("deployment must be a deployment id")

@@ -4,4 +4,5 @@ from django.urls import path
 
 from .consumers import MetricsConsumer
 
-websocket_urlpatterns: list = [path("ws/metrics/", MetricsConsumer.as_asgi())]
+# channels' URLRouter takes django.urls.path with an ASGI app; django-stubs types path() for views only.
+websocket_urlpatterns: list = [path("ws/metrics/", MetricsConsumer.as_asgi())]  # type: ignore[arg-type]

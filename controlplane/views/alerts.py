@@ -132,7 +132,7 @@ class AlertRuleForm(forms.Form):
     """Create or change a rule. Parameters are JSON (their keys depend on the kind: see the table below the form)."""
 
     name = forms.CharField(max_length=100)
-    kind = forms.ChoiceField(choices=AlertRule._meta.get_field("kind").choices)
+    kind = forms.ChoiceField(choices=AlertRule._meta.get_field("kind").choices or ())
     deployment = forms.ModelChoiceField(
         queryset=Deployment.objects.all(), required=False, empty_label="All deployments"
     )

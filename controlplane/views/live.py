@@ -22,9 +22,9 @@ def _scope(request, nodes: list[Node], deployments: list[Deployment]) -> dict:
             return {"kind": "deployment", "deployment": match.pk, "node": match.node_id, "title": match.name}
         messages.error(request, f"deployment: there is no deployment with id “{raw_deployment}”; showing this node.")
     elif raw_node:
-        match = next((n for n in nodes if str(n.pk) == raw_node), None)
-        if match is not None:
-            return {"kind": "node", "node": match.pk, "title": match.hostname}
+        node = next((n for n in nodes if str(n.pk) == raw_node), None)
+        if node is not None:
+            return {"kind": "node", "node": node.pk, "title": node.hostname}
         messages.error(request, f"node: there is no node with id “{raw_node}”; showing this node.")
     local = next((n for n in nodes if n.is_local), nodes[0] if nodes else None)
     return {"kind": "node", "node": local.pk if local else None, "title": local.hostname if local else "no node"}
