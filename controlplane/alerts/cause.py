@@ -30,8 +30,8 @@ def likely_cause(deployment: Deployment | None) -> dict | None:
     if latest is None:
         return None
     previous = revisions.filter(number__lt=latest.number).first()
-    event = AuditEvent.objects.filter(object_type="deployment", object_id=str(deployment.pk)).order_by("-at", "-id")
-    event = event.first()
+    events = AuditEvent.objects.filter(object_type="deployment", object_id=str(deployment.pk)).order_by("-at", "-id")
+    event = events.first()
     cause = {
         "revision": latest.number,
         "revision_at": latest.created_at,

@@ -50,7 +50,7 @@ def render_chart(
         axes.axhline(threshold, color="#c62828", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
         axes.legend(loc="upper left", fontsize=7, frameon=False)
     if fired_at is not None and timed:
-        axes.axvline(fired_at, color="#b26a00", linewidth=1)
+        axes.axvline(fired_at, color="#b26a00", linewidth=1)  # type: ignore[arg-type]  # matplotlib converts datetimes
     axes.set_ylabel(label, fontsize=7)
     axes.tick_params(labelsize=7)
     axes.grid(alpha=0.3)

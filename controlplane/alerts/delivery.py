@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -118,7 +119,12 @@ def _attempt(pk: int, now: datetime) -> tuple[str, bool]:
     notification = Notification.objects.select_related("alert__rule", "alert__deployment").get(pk=pk)
     outcome, error, subject, server_down = _send(notification)
     number = notification.attempt_count + 1
-    changes = {"attempt_count": number, "claimed_at": None, "last_error": error, "subject": subject[:300]}
+    changes: dict[str, Any] = {
+        "attempt_count": number,
+        "claimed_at": None,
+        "last_error": error,
+        "subject": subject[:300],
+    }
     if outcome == NotificationAttemptOutcome.SENT:
         result = "sent"
         changes.update(status=NotificationStatus.SENT, finished_at=now)

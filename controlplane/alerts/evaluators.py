@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -26,7 +26,8 @@ from .params import REQUIRED, Param, check_params
 
 __all__ = ["EVALUATORS", "Evaluator", "Observation", "check_kind", "failed_request_q", "json_safe"]
 
-Series = list[tuple[str | int, float]]
+Series = Sequence[tuple[datetime | str | int, float | None]]
+"""Chart points: (time, ISO time or sample number; value, None for no value)."""
 CHART_WINDOWS = 4  # the chart shows this many evaluation windows up to the moment it fired
 CHART_BUCKETS = 24
 

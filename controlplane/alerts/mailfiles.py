@@ -16,7 +16,7 @@ class EmlFileBackend(BaseEmailBackend):
 
     def __init__(self, *args, file_path: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.directory = Path(file_path or settings.EMAIL_FILE_PATH)
+        self.directory = Path(file_path or settings.EMAIL_FILE_PATH)  # type: ignore[misc]  # set by env_email
 
     def send_messages(self, email_messages) -> int:
         self.directory.mkdir(parents=True, exist_ok=True)

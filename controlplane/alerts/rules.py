@@ -18,7 +18,7 @@ from django.utils import timezone
 from controlplane.choices import AlertSeverity
 from controlplane.models import AlertRule, Deployment
 from controlplane.services import audit
-from controlplane.services.errors import InvalidInput
+from controlplane.services.errors import ErrorTree, InvalidInput
 
 from .evaluators import EVALUATORS
 from .kinds import KINDS, SIGNALLED
@@ -54,7 +54,7 @@ def validate_parameters(kind: str, parameters: Any) -> dict:
     if not isinstance(parameters, dict):
         raise InvalidInput.field("parameters", "must be an object")
     specs = {param.name: param for param in KINDS[kind]}
-    errors: dict[str, list[str]] = {}
+    errors: ErrorTree = {}
     for key in sorted(set(parameters) - set(specs)):
         allowed = ", ".join(specs) or "none"
         errors[key] = [f"is not a parameter of {kind} rules (they take: {allowed})"]
@@ -93,7 +93,7 @@ def _clean_recipients(recipients: Any) -> list[str]:
 
 
 def _check_durations(for_s: int, repeat_interval_s: int) -> None:
-    errors = {}
+    errors: ErrorTree = {}
     if not isinstance(for_s, int) or not 0 <= for_s <= MAX_FOR_S:
         errors["for_s"] = [f"must be between 0 and {MAX_FOR_S} seconds"]
     if not isinstance(repeat_interval_s, int) or not (repeat_interval_s == 0 or 60 <= repeat_interval_s <= MAX_FOR_S):

@@ -175,7 +175,7 @@ def signal(
 
 def _evaluate_rule(rule: AlertRule, now: datetime, counts: Counter) -> None:
     evaluator = EVALUATORS[rule.kind]
-    targets = [rule.deployment] if rule.deployment_id else list(Deployment.objects.all())
+    targets = [rule.deployment] if rule.deployment is not None else list(Deployment.objects.all())
     for deployment in targets:
         try:
             counts[apply_observation(rule, evaluator.function(rule, deployment, now), now)] += 1
@@ -191,6 +191,7 @@ def send_reminders(now: datetime) -> int:
     firing = Alert.objects.filter(state=AlertState.FIRING, rule__repeat_interval_s__gt=0).select_related("rule")
     for alert in firing:
         last = alert.last_notified_at or alert.started_at
+        assert alert.rule is not None  # filtered on rule__repeat_interval_s__gt=0
         if now - last < timedelta(seconds=alert.rule.repeat_interval_s):
             continue
         if alert.notifications.filter(status=NotificationStatus.PENDING).exists():

@@ -106,7 +106,8 @@ class EmailTransport(Transport):
         )
         message.attach_alternative(rendered.html, "text/html")
         if rendered.chart_png:
-            message.mixed_subtype = "related"  # the image belongs to the HTML, shown inline, not as an attachment
+            # the image belongs to the HTML, shown inline, not as an attachment (django-stubs lack this attribute)
+            message.mixed_subtype = "related"  # type: ignore[attr-defined]
             image = MIMEImage(rendered.chart_png, "png")
             image.add_header("Content-ID", f"<{rendered.chart_cid}>")
             image.add_header("Content-Disposition", "inline", filename="chart.png")
