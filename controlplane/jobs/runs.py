@@ -16,8 +16,9 @@ import secrets
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Q
@@ -84,13 +85,16 @@ def execute(
         job=name, trigger=trigger, started_at=now, scheduler_id=owner, requested_by_id=requested_by_id
     )
     if not claim(name, run, owner, now, job.max_runtime_s):
-        holder = JobState.objects.filter(job=name).values("running_run_id", "claimed_by").first() or {}
+        holder: Mapping[str, Any] = (
+            JobState.objects.filter(job=name).values("running_run_id", "claimed_by").first() or {}
+        )
         logger.warning("job %s skipped: run %s is still running in %s", name, holder.get("running_run_id"), owner)
         reason = {"reason": "already running", "running_run": holder.get("running_run_id")}
         return _finish(run, JobOutcome.SKIPPED, now, 0.0, result={**reason, "running_in": holder.get("claimed_by")})
     previous = JobState.objects.filter(job=name).values_list("last_run__outcome", flat=True).first()
     started = time.perf_counter()
-    outcome, result, error, trace = JobOutcome.FAILED, {}, "interrupted", ""
+    result: dict = {}
+    outcome, error, trace = JobOutcome.FAILED, "interrupted", ""
     try:
         outcome, result, error, trace = _call(job)
     finally:
@@ -102,7 +106,7 @@ def execute(
     return run
 
 
-def _call(job: jobs.Job) -> tuple[str, dict, str, str]:
+def _call(job: jobs.Job) -> tuple[JobOutcome, dict, str, str]:
     try:
         value = job.func()
         result = json.loads(json.dumps({} if value is None else value, cls=DjangoJSONEncoder))

@@ -118,7 +118,11 @@ class Scheduler(runtime.ServiceThread):
         except DatabaseError:
             logger.exception("scheduler %s could not reach the database to renew its lock", self.id)
             # Nobody can take the lock before it expires; stop acting one renewal before that.
-            held = self.is_leader and now + timedelta(seconds=self.renew_s) < self.lease_until
+            held = (
+                self.is_leader
+                and self.lease_until is not None
+                and now + timedelta(seconds=self.renew_s) < self.lease_until
+            )
         else:
             if held:
                 self.lease_until = now + timedelta(seconds=self.lease_s)

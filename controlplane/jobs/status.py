@@ -80,8 +80,8 @@ def request_run(actor: audit.Actor, name: str, *, clock: jobruns.Clock = timezon
     jobs.get_job(name)
     now = clock()
     status = job_status(name, now=now)
-    if status.running:
-        run = status.running_run
+    run = status.running_run
+    if run is not None:  # status.running
         raise Conflict(f"Job {name} is already running (run {run.pk}, started {run.started_at:%Y-%m-%d %H:%M:%S}).")
     if status.requested:
         raise Conflict(f"Job {name} has already been asked to run; the scheduler will start it in a moment.")

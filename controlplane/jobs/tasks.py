@@ -33,7 +33,7 @@ def prune_runs(now: datetime, keep_days: int, *, batch: int = 5000) -> dict:
     """Delete runs (and served run-now requests) older than ``keep_days``, in batches; every job's last and running
     run stay so that its page and its schedule keep their anchor."""
     cutoff = now - timedelta(days=keep_days)
-    keep = set()
+    keep: set[int] = set()
     for last_id, running_id in JobState.objects.values_list("last_run_id", "running_run_id"):
         keep.update(pk for pk in (last_id, running_id) if pk)
     old = JobRun.objects.filter(started_at__lt=cutoff).exclude(pk__in=keep)
