@@ -30,7 +30,7 @@ from controlplane.alerts import service as alerts
 from controlplane.alerts.evaluators import json_safe
 from controlplane.choices import AlertKind, DeploymentStatus, DesiredState, DriftKind, DriftVerdict
 from controlplane.extensions import Registry
-from controlplane.models import Deployment, DriftCheck, InferenceRecord
+from controlplane.models import Deployment, DriftCheck, InferenceRecord, ModelVersion
 from controlplane.services.golden import golden_for
 from controlplane.stats import drift as stats
 from controlplane.workers.client import WorkerClient, WorkerError
@@ -84,16 +84,18 @@ def _check_entry(entry: Check) -> None:
 CHECKS = Registry[Check]("drift check", check=_check_entry)
 
 
-def _as_shipped(deployment: Deployment) -> bool:
+def _as_shipped(deployment: Deployment, version: ModelVersion) -> bool:
     config = deployment.config
     weights = config.get("router_weights")
     neutral = weights is None or all(abs(w - 1.0) < 1e-9 for w in weights)
-    return neutral and config.get("precision") == deployment.model_version.precision
+    return neutral and config.get("precision") == version.precision
 
 
 def check_quality(deployment: Deployment, context: Context) -> Outcome:
     client = context.client
-    version = deployment.model_version
+    assert client is not None  # needs_worker: _run_one gives such checks a client
+    version, revision = deployment.model_version, deployment.current_revision
+    assert version is not None and revision is not None  # deployments are created with their first revision
     golden = golden_for(version)
     if golden is None:
         return {"verdict": DriftVerdict.INCONCLUSIVE, "reason": f"{version} has no golden set; upload one"}
@@ -107,12 +109,12 @@ def check_quality(deployment: Deployment, context: Context) -> Outcome:
         references.append(item.get("output") or item["reference"])
     recorded = all(item.get("output") for item in golden.items)
     baseline = dict(golden.baseline or {})
-    if _as_shipped(deployment) and "perplexity" not in baseline:
+    if _as_shipped(deployment, version) and "perplexity" not in baseline:
         baseline["perplexity"] = perplexity
         if not recorded:
             scores = [stats.agreement(list(o), list(r)) for o, r in zip(outputs, references, strict=True)]
             baseline["agreement"] = sum(scores) / len(scores)
-        golden.baseline = {**baseline, "measured_on": deployment.name, "revision": deployment.current_revision.number}
+        golden.baseline = {**baseline, "measured_on": deployment.name, "revision": revision.number}
         golden.save(update_fields=["baseline"])
     config = stats.QualityConfig(min_items=settings.DRIFT_MIN_GOLDEN_ITEMS)
     result = stats.quality_check(
@@ -264,6 +266,8 @@ def _run_and_store(deployment: Deployment, entry: Check, context: Context, trigg
     except Exception as exc:
         logger.exception("drift check %s on %s failed", entry.name, deployment.name)
         outcome = {"verdict": DriftVerdict.ERROR, "reason": f"{type(exc).__name__}: {exc}"}
+    revision = deployment.current_revision
+    assert revision is not None  # deployments are created with their first revision
     check = DriftCheck.objects.create(
         deployment=deployment,
         kind=entry.name,
@@ -272,7 +276,7 @@ def _run_and_store(deployment: Deployment, entry: Check, context: Context, trigg
         threshold=outcome.get("threshold"),
         reason=outcome.get("reason", "")[:5000],
         data=json.loads(json.dumps(json_safe(outcome.get("data", {})), default=str)),
-        revision=deployment.current_revision.number,
+        revision=revision.number,
         model_version=deployment.model_version,
         trigger=trigger,
         started_at=context.now,

@@ -22,7 +22,7 @@ class TableFamilies:
     def __init__(self, scope: str, labels: Sequence[str]) -> None:
         self.scope = scope
         self._own = table.SCOPES[scope]  # the id part the source's labels stand for
-        self._families: dict[str, Metric] = {}
+        self._families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
         for entry, export in table.exports(scope):
             names = [*labels, *(part for part in entry.parts if part != self._own)]
             kind = CounterMetricFamily if export.type == "counter" else GaugeMetricFamily

@@ -149,6 +149,7 @@ def parse_query(params, *, node: Node, store: SampleStore | None, now: float | N
         raise InvalidInput.field("start", "must be before end")
     span = end - start
     raw_step = params.get("step")
+    step: float
     if raw_step in (None, ""):
         step = max(ROLLUP_S, math.ceil(span / 500 / ROLLUP_S) * ROLLUP_S)
     else:

@@ -272,8 +272,9 @@ class MetricsService(runtime.ServiceThread):
         if device.startswith("cuda"):
             index = int(device.partition(":")[2] or 0)
             totals = {gpu.index: gpu.mem_total_bytes for gpu in snapshot.gpus}
-            if totals.get(index):
-                limits["torch_allocated_bytes"] = float(totals[index])
+            total = totals.get(index)
+            if total:
+                limits["torch_allocated_bytes"] = float(total)
         if gpu_total:
             limits["gpu_mem_bytes"] = gpu_total
         return limits

@@ -53,6 +53,9 @@ class HostCollector:
             times = psutil.cpu_times()
             cpu_pct = cpu_busy_pct(self._last_times, times)
             self._last_times = times
+        load1: float | None
+        load5: float | None
+        load15: float | None
         try:
             load1, load5, load15 = psutil.getloadavg()
         except (OSError, AttributeError):

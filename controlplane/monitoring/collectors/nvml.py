@@ -85,7 +85,7 @@ class NvmlCollector:
     ) -> None:
         if retry_interval_s <= 0:
             raise ValueError(f"retry_interval_s must be positive, got {retry_interval_s!r}")
-        self._nvml = nvml
+        self._nvml: Any = nvml  # pynvml (untyped) or a fake with its names
         self._retry_interval_s = retry_interval_s
         self._monotonic = monotonic
         self._wall_clock = wall_clock
@@ -197,6 +197,7 @@ class NvmlCollector:
         except Exception as exc:  # NVMLError_LibraryNotFound, NVMLError_DriverNotLoaded, ... or anything odd
             self._fail(_describe(exc))
             return False
+        reason: str | None
         try:
             self._read_system(nvml)
         except _LibraryLost as exc:
