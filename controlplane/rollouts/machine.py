@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -76,12 +77,13 @@ def _check_steps(strategy: str, steps) -> list[int]:
 def _check_capacity(deployment: Deployment, model_version: ModelVersion, config: dict) -> None:
     """The canary runs beside the stable version: both must fit together, headroom kept."""
     current = deployment.current_revision
+    assert current is not None  # deployments are created with their first revision
     gpus = list(deployment.gpus.all())
     stable = estimate_memory(current.model_version, current.config, on_gpu=bool(gpus))
     try:
         check_fit(model_version, config, deployment.node, gpus, exclude=deployment, extra_claims=stable.total_bytes)
     except InvalidInput as exc:
-        message = exc.errors["fit"][0]
+        message = cast("list[str]", exc.errors["fit"])[0]  # check_fit's message
         raise InvalidInput(
             {
                 "fit": [
@@ -110,6 +112,7 @@ def create_rollout(
     if Rollout.objects.filter(deployment=deployment, status__in=ACTIVE).exists():
         raise Conflict(f"{deployment.name} already has an active rollout; finish, roll back or abort it first")
     current = deployment.current_revision
+    assert current is not None  # deployments are created with their first revision
     target_version = model_version or current.model_version
     target_config = validate_config(config or {}, target_version, base=current.config)
     if target_version.pk == current.model_version_id and target_config == current.config:
@@ -220,7 +223,7 @@ def rollback(
     verb = "abort" if status == RolloutStatus.ABORTED else "roll back"
     with transaction.atomic():
         before = audit.snapshot(rollout)
-        fields = {"reason": reason or f"{verb} by {actor.name}", "failed_gate": gate}
+        fields: dict[str, Any] = {"reason": reason or f"{verb} by {actor.name}", "failed_gate": gate}
         if figures is not None:
             fields["figures"] = figures
         rollout = _transition(rollout, ACTIVE, status, verb, **fields)
