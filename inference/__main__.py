@@ -17,7 +17,7 @@ DEMO_MODEL = Path(__file__).resolve().parent / "demo" / "moe-demo-v1"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
-def _serve_parser(sub: argparse._SubParsersAction) -> None:
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the worker's HTTP API")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8100)
