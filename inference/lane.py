@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,7 +17,7 @@ from inference.batcher import Delta, Failed, Finished, GenerationRequest, Schedu
 from inference.config import WorkerConfig
 from inference.errors import InvalidRequest
 from inference.models.runner import Runner
-from inference.sampling import sample_batch
+from inference.sampling import SamplingParams, sample_batch
 from inference.sessions import Session, SessionStore
 from inference.stats import EngineCounters
 
@@ -127,7 +127,9 @@ class Lane:
                 seq.reuse_len = min(common_prefix(session.kv_tokens, ids), len(ids) - 1)
         return seq
 
-    def _fit(self, ids: list[int], context: str, req: GenerationRequest, session: Session | None) -> tuple:
+    def _fit(
+        self, ids: list[int], context: str, req: GenerationRequest, session: Session | None
+    ) -> tuple[list[int], str, SamplingParams]:
         """Make a too-long context fit: sessions drop their oldest tokens; single requests get a 400 (or, without
         an explicit max_tokens, a smaller one)."""
         limit, params, tok = self.runner.max_seq_len, req.params, self.runner.tokenizer
@@ -218,6 +220,7 @@ class Lane:
         if token == self.runner.tokenizer.eos_id and not seq.params.ignore_eos:
             self._finish(seq, "stop", flush=False)
             return
+        assert seq.detok is not None  # set by build
         text, stopped = seq.stop.push(seq.detok.feed(token))
         if text:
             seq.text_parts.append(text)
@@ -229,6 +232,7 @@ class Lane:
 
     def _finish(self, seq: Sequence, reason: str, flush: bool) -> None:
         if flush:
+            assert seq.detok is not None  # set by build
             text, stopped = seq.stop.push(seq.detok.flush())
             text += "" if stopped else seq.stop.flush()
             reason = "stop" if stopped else reason
@@ -268,6 +272,7 @@ class Lane:
 
     def _save_session(self, seq: Sequence, snapshot: Any) -> None:
         session, store = seq.session, self.shared.sessions
+        assert session is not None  # only sequences of a session save one
         if seq.finish_reason == "cancelled":
             store.release(session)
             return
@@ -281,7 +286,7 @@ class Lane:
         }
         store.checkin(session, update)
 
-    def fail(self, exc: BaseException, extra: list[Sequence] = ()) -> int:
+    def fail(self, exc: BaseException, extra: Iterable[Sequence] = ()) -> int:
         """Fail every running sequence (and ``extra`` not yet in the batch); returns how many."""
         seqs = list(self.runner.seqs) + [s for s in extra if all(s is not r for r in self.runner.seqs)]
         seqs = [s for s in seqs if not s.reported]
