@@ -21,9 +21,10 @@ import torch
 from inference.batcher import Failed, Finished
 from inference.bridge import make_request
 from inference.checkpoint import save_checkpoint
-from inference.config import MoEConfig, WorkerConfig
+from inference.config import MoEConfig
 from inference.engine import Engine
 from inference.models.moe import MoEModel
+from inference.protocol import WorkerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "inference" / "demo" / "moe-demo-v1"

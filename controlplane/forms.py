@@ -51,19 +51,24 @@ class GPUForm(forms.ModelForm):
 
 
 def _config_form_field(name: str):
+    """A form field for a config key, its label, unit, bounds and help taken from the worker contract."""
     spec = CONFIG_FIELDS[name]
-    label = name.replace("_", " ").capitalize()
+    label = f"{spec.label} ({spec.unit})" if spec.unit and spec.unit != "share" else spec.label
     if spec.choices:
-        return forms.ChoiceField(
-            choices=[(c, c) for c in spec.choices], required=False, label=label, help_text=spec.doc
-        )
-    if name == "router_weights":
-        return forms.CharField(required=False, label=label, help_text=spec.doc + " Comma-separated.")
+        choices = [("", "keep the current value"), *((c, c) for c in spec.choices)]
+        return forms.ChoiceField(choices=choices, required=False, label=label, help_text=spec.help_text())
+    if spec.kind is list:
+        return forms.CharField(required=False, label=label, help_text=spec.help_text() + " Comma-separated.")
     field = forms.IntegerField if spec.kind is int else forms.FloatField
-    placeholder = "model's" if spec.default is None else f"default {spec.default:g}"
-    return field(
-        required=False, label=label, help_text=spec.doc, widget=field.widget(attrs={"placeholder": placeholder})
-    )
+    placeholder = "automatic" if spec.default is None else f"default {spec.default:g}"
+    attrs = {"placeholder": placeholder}
+    if spec.minimum is not None:
+        attrs["min"] = f"{spec.minimum:g}"
+    if spec.maximum is not None:
+        attrs["max"] = f"{spec.maximum:g}"
+    if field is forms.FloatField:
+        attrs["step"] = "any"
+    return field(required=False, label=label, help_text=spec.help_text(), widget=field.widget(attrs=attrs))
 
 
 class DeploymentForm(forms.Form):

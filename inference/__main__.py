@@ -11,10 +11,9 @@ import signal
 import sys
 from pathlib import Path
 
-from inference.config import WorkerConfig  # torch-free
+from inference.protocol import PRECISIONS, ConfigError, add_flags, config_from_flags  # torch-free
 
 DEMO_MODEL = Path(__file__).resolve().parent / "demo" / "moe-demo-v1"
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,16 +22,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--port", type=int, default=8100)
     p.add_argument("--model", default=None, help=f"checkpoint directory (default: the demo model {DEMO_MODEL.name})")
     p.add_argument("--model-id", default=None, help="id clients use in 'model' (default: the directory name)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--control-token", default=None, help="bearer token of /control (env WORKER_CONTROL_TOKEN)")
     p.add_argument("--api-key", default=None, help="bearer key required by /v1 (env WORKER_API_KEY)")
-    p.add_argument("--max-batch-size", type=int, default=None)
-    p.add_argument("--max-wait-ms", type=float, default=None)
-    p.add_argument("--max-queue", type=int, default=None)
-    p.add_argument("--session-timeout-s", type=float, default=None)
-    p.add_argument("--torch-threads", type=int, default=None, help="intra-op CPU threads (default: torch's choice)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add_flags(p)  # every setting of the worker contract (inference/protocol.py), with its bounds and default
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -56,24 +50,19 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _worker_config(args: argparse.Namespace) -> WorkerConfig:
-    given = {
-        "max_batch_size": args.max_batch_size,
-        "max_wait_ms": args.max_wait_ms,
-        "max_queue": args.max_queue,
-        "session_timeout_s": args.session_timeout_s,
-    }
-    return WorkerConfig(**{k: v for k, v in given.items() if v is not None})
-
-
 def serve(args: argparse.Namespace) -> int:
     """Start the worker; the demo model loads in the background while the API already answers."""
     # OpenMP worker threads spin-wait between torch ops by default; on a small CPU box that starves the HTTP event
     # loop (measured: p50 latency of a 32-token request 1.2-2.6 s instead of ~0.2 s on 2 cores). Must be set
     # before torch is imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if args.torch_threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.torch_threads)
+    try:
+        startup, config = config_from_flags(args)
+    except ConfigError as exc:
+        print(f"invalid option: {exc}", file=sys.stderr)
+        return 2
+    if startup.torch_threads:
+        os.environ["OMP_NUM_THREADS"] = str(startup.torch_threads)
     import uvicorn
 
     from inference.engine import Engine
@@ -84,13 +73,8 @@ def serve(args: argparse.Namespace) -> int:
         token = secrets.token_urlsafe(32)
         print(f"control token (generated, shown once): {token}", flush=True)
     api_key = args.api_key or os.environ.get("WORKER_API_KEY") or None
-    try:
-        config = _worker_config(args)
-    except ValueError as exc:
-        print(f"invalid option: {exc}", file=sys.stderr)
-        return 2
     engine = Engine(config)
-    load = StartupLoad(args.model or str(DEMO_MODEL), args.precision, args.device, args.model_id)
+    load = StartupLoad(args.model or str(DEMO_MODEL), startup.precision, args.device, args.model_id)
     app = create_app(engine, token, api_key, load)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal; exit 0 after that clean shutdown.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request
 
-from inference.config import WorkerConfig, describe
 from inference.engine import Engine
 from inference.errors import InvalidRequest
+from inference.protocol import WorkerConfig, describe
 from inference.report import engine_stats
 from inference.schemas import ExpireRequest, LoadRequest, PerplexityRequest
 from inference.sessions import check_session_id

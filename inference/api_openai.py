@@ -17,9 +17,9 @@ from fastapi.responses import StreamingResponse
 
 from inference import chat
 from inference.batcher import Delta, Failed, Finished, GenerationRequest
-from inference.config import WorkerConfig
 from inference.engine import Engine
 from inference.errors import InvalidRequest, NoModel, NotFound, WorkerError
+from inference.protocol import WorkerConfig
 from inference.sampling import SamplingParams
 from inference.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
 from inference.sessions import check_session_id

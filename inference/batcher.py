@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference.config import WorkerConfig
+from inference.protocol import WorkerConfig
 from inference.sampling import SamplingParams, StopChecker
 from inference.sessions import Session
 from inference.tokenizer import StreamDecoder

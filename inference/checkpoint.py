@@ -15,9 +15,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from inference.artifacts import file_sha256, read_safetensors_header
-from inference.config import ConfigError, MoEConfig
+from inference.config import MoEConfig
 from inference.errors import CheckpointError
 from inference.models.moe import MoEModel, state_shapes
+from inference.protocol import ConfigError
 
 CONFIG, WEIGHTS, MANIFEST = "config.json", "model.safetensors", "manifest.json"
 Progress = Callable[[float, str], None]

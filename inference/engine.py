@@ -21,12 +21,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
 from inference.batcher import GenerationRequest, Sequence, Sink
-from inference.config import ConfigError, WorkerConfig, check_router_weights
 from inference.errors import NoModel, Overloaded, Unavailable
 from inference.lane import Hooks, Lane, Observer, Shared
 from inference.lifecycle import ModelLifecycle
 from inference.loading import LoadProgress
 from inference.perplexity import perplexity as to_perplexity
+from inference.protocol import ConfigError, WorkerConfig, check_router_weights
 from inference.sessions import SessionStore
 from inference.stats import EngineCounters, release_memory, rss_bytes, torch_memory
 

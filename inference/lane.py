@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from inference.batcher import Delta, Failed, Finished, GenerationRequest, Scheduler, Sequence
-from inference.config import WorkerConfig
 from inference.errors import InvalidRequest
 from inference.models.runner import Runner
+from inference.protocol import WorkerConfig
 from inference.sampling import SamplingParams, sample_batch
 from inference.sessions import Session, SessionStore
 from inference.stats import EngineCounters
@@ -102,7 +102,7 @@ class Lane:
 
     def build(self, req: GenerationRequest, sink: Any, cfg: WorkerConfig) -> Sequence:
         """Tokenize, fit the context, attach the session; raises InvalidRequest for prompts that cannot fit."""
-        limit, params = self.runner.max_seq_len, req.params
+        limit, params = self.context_limit(cfg), req.params
         if params.max_tokens >= limit:
             raise InvalidRequest(
                 f"max_tokens={params.max_tokens} leaves no room for a prompt: the context is {limit} tokens",
@@ -114,7 +114,7 @@ class Lane:
             context = (session.transcript if session else "") + req.prompt
             ids = self.runner.tokenizer.encode(context)
             if len(ids) + params.max_tokens > limit:
-                ids, context, params = self._fit(ids, context, req, session)
+                ids, context, params = self._fit(ids, context, req, session, limit)
             seq = Sequence(ids, params, sink, self.key, self.shared.clock())
         except Exception:
             if session is not None:
@@ -127,12 +127,17 @@ class Lane:
                 seq.reuse_len = min(common_prefix(session.kv_tokens, ids), len(ids) - 1)
         return seq
 
+    def context_limit(self, cfg: WorkerConfig) -> int:
+        """The context a request may fill: the model's, or less when the config's ``max_seq_len`` says so."""
+        model = self.runner.max_seq_len
+        return model if cfg.max_seq_len is None else min(model, cfg.max_seq_len)
+
     def _fit(
-        self, ids: list[int], context: str, req: GenerationRequest, session: Session | None
+        self, ids: list[int], context: str, req: GenerationRequest, session: Session | None, limit: int
     ) -> tuple[list[int], str, SamplingParams]:
         """Make a too-long context fit: sessions drop their oldest tokens; single requests get a 400 (or, without
         an explicit max_tokens, a smaller one)."""
-        limit, params, tok = self.runner.max_seq_len, req.params, self.runner.tokenizer
+        params, tok = req.params, self.runner.tokenizer
         if session is not None:
             keep = limit - params.max_tokens
             head = ids[:1] if tok.bos_id is not None and ids[:1] == [tok.bos_id] else []

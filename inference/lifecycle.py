@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from inference.config import ConfigError, WorkerConfig
 from inference.errors import CheckpointError, Conflict, NoModel, WorkerError
 from inference.lane import Lane, Shared
 from inference.loading import LoadProgress, load_runner
+from inference.protocol import ConfigError, WorkerConfig
 from inference.sessions import SessionStore
 from inference.stats import release_memory
 

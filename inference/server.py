@@ -23,10 +23,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from inference.api_control import router as control_router
 from inference.api_openai import router as openai_router
-from inference.config import ConfigError
 from inference.engine import Engine
 from inference.errors import InvalidRequest, Overloaded, PayloadTooLarge, Unauthorized, WorkerError
 from inference.metrics import WorkerMetrics
+from inference.protocol import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference.config import WorkerConfig
 from inference.errors import Conflict, InvalidRequest, NotFound, Overloaded
+from inference.protocol import WorkerConfig
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Count
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.choices import DriftKind, RolloutStrategy
@@ -24,6 +25,7 @@ from controlplane.models import (
     User,
     WorkerEvent,
 )
+from controlplane.services.deployment_config import config_schema
 
 
 class StrictMixin:
@@ -119,6 +121,12 @@ class NodeSerializer(StrictMixin, serializers.ModelSerializer):
         return value
 
 
+@extend_schema_field(config_schema())
+class ConfigField(serializers.JSONField):
+    """A deployment's config: its OpenAPI description (every key's type, bounds, unit and doc) is derived from the
+    worker contract (``inference/protocol.py``) and the control plane's own keys; the service validates it."""
+
+
 class DeploymentRevisionSerializer(serializers.ModelSerializer):
     model_version_label: serializers.StringRelatedField[ModelVersion] = serializers.StringRelatedField(
         source="model_version"
@@ -143,7 +151,7 @@ class DeploymentRevisionSerializer(serializers.ModelSerializer):
 class DeploymentSerializer(StrictMixin, serializers.ModelSerializer):
     model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
     gpus = serializers.PrimaryKeyRelatedField(queryset=GPU.objects.all(), many=True, required=False)
-    config = serializers.JSONField(required=False, help_text="Config keys to set; the rest keep their values.")
+    config = ConfigField(required=False, help_text="Config keys to set; the rest keep their values.")
     comment = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500)
     revision = serializers.IntegerField(source="current_revision.number", read_only=True)
     model_version_label = serializers.SerializerMethodField()
@@ -199,6 +207,20 @@ class DeploymentSerializer(StrictMixin, serializers.ModelSerializer):
             fields["node"].read_only = True
             fields["model_version"].required = False
         return fields
+
+
+class RestartPlanSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=["rolling", "stop_start"])
+    detail = serializers.CharField()
+
+
+class RestartSerializer(DeploymentSerializer):
+    """The deployment, and how its worker will be restarted."""
+
+    restart = RestartPlanSerializer(read_only=True)
+
+    class Meta(DeploymentSerializer.Meta):
+        fields = [*DeploymentSerializer.Meta.fields, "restart"]
 
 
 class RollbackSerializer(StrictMixin, serializers.Serializer):
@@ -338,7 +360,7 @@ class RolloutSerializer(serializers.ModelSerializer):
 
 class RolloutCreateSerializer(StrictMixin, serializers.Serializer):
     model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all(), required=False)
-    config = serializers.JSONField(required=False, help_text="Config keys to change in the candidate.")
+    config = ConfigField(required=False, help_text="Config keys to change in the candidate.")
     strategy = serializers.ChoiceField(choices=RolloutStrategy.choices, default=RolloutStrategy.CANARY)
     steps = serializers.JSONField(
         required=False, help_text="Canary traffic per step in percent; default [10, 50, 100]."

@@ -163,12 +163,16 @@ class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
         older, newer = found[numbers["from"]], found[numbers["to"]]
         return Response({"from": older.number, "to": newer.number, "changes": deployments.revision_diff(older, newer)})
 
-    @extend_schema(request=None, responses=serializers.DeploymentSerializer)
+    @extend_schema(request=None, responses=serializers.RestartSerializer)
     @action(detail=True, methods=["post"])
     def restart(self, request, pk=None):
-        """Restart the worker (it drains requests in flight first)."""
-        deployment = workers.request_restart(self.actor, self.get_object())
-        return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+        """Restart the worker. ``restart.mode`` says how: ``rolling`` (a new worker starts beside the running one and
+        takes over when ready; no request is dropped) or ``stop_start`` (a second copy does not fit: requests fail
+        until the model is loaded again); ``restart.detail`` says why. Progress shows in ``status_detail``."""
+        deployment = self.get_object()
+        plan = workers.request_restart(self.actor, deployment)
+        data = {**self.get_serializer(deployment).data, "restart": plan.as_dict()}
+        return Response(data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=serializers.DeploymentSerializer)
     @action(detail=True, methods=["post"])

@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from controlplane.choices import Role
+from controlplane.choices import DeploymentStatus, DesiredState, Role
 from controlplane.forms import DeploymentForm
 from controlplane.models import Deployment
 from controlplane.services import deployments
@@ -36,6 +36,15 @@ def _diff(deployment, request):
     return {"from": older, "to": newer, "changes": deployments.revision_diff(revisions[older], revisions[newer])}, None
 
 
+def _busy(deployment: Deployment) -> bool:
+    """Is a worker starting, or a restart requested and not done? Then the page follows the status live."""
+    if deployment.desired_state != DesiredState.RUNNING:
+        return False
+    requested, started = deployment.restart_requested_at, deployment.worker_started_at
+    pending = requested is not None and (started is None or requested > started)
+    return pending or deployment.status == DeploymentStatus.STARTING or "restarting" in deployment.status_detail
+
+
 def deployment_detail(request, pk):
     deployment = get_object_or_404(Deployment.objects.select_related("current_revision__model_version", "node"), pk=pk)
     diff, diff_error = _diff(deployment, request)
@@ -44,7 +53,11 @@ def deployment_detail(request, pk):
     context = {
         "deployment": deployment,
         "revisions": deployment.revisions.select_related("model_version", "created_by"),
-        "config_rows": [(name, deployment.config.get(name), CONFIG_FIELDS[name].doc) for name in CONFIG_FIELDS],
+        "config_rows": [
+            (name, spec, deployment.config.get(name, spec.default)) for name, spec in CONFIG_FIELDS.items()
+        ],
+        "restart": workers.restart_plan(deployment) if deployment.desired_state == DesiredState.RUNNING else None,
+        "busy": _busy(deployment),
         "diff": diff,
         "diff_error": diff_error,
         "estimate": estimate,

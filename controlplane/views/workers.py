@@ -15,7 +15,6 @@ from controlplane.workers import actions as workers
 from .base import actor, role_required
 
 ACTIONS = {
-    "restart": "Restart requested; the supervisor drains and restarts the worker.",
     "start": "Started; the supervisor brings the worker up.",
     "stop": "Stopped; the worker drains and exits.",
 }
@@ -27,14 +26,14 @@ def worker_action(request, pk, action):
     deployment = get_object_or_404(Deployment, pk=pk)
     try:
         if action == "restart":
-            workers.request_restart(actor(request), deployment)
+            plan = workers.request_restart(actor(request), deployment)
+            (messages.success if plan.rolling else messages.warning)(request, f"Restart requested. {plan.detail}")
         else:
             workers.set_running(actor(request), deployment, action == "start")
+            messages.success(request, ACTIONS[action])
     except (Conflict, InvalidInput) as exc:
         messages.error(request, str(exc))
-    else:
-        messages.success(request, ACTIONS[action])
-    return redirect(f"/deployments/{pk}/")
+    return redirect(f"/deployments/{pk}/#worker")
 
 
 def session_list(request):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
@@ -12,23 +13,81 @@ from controlplane.choices import DesiredState
 from controlplane.models import Deployment, InferenceRecord
 from controlplane.services import audit
 from controlplane.services.deployments import deployment_changed, update_deployment
-from controlplane.services.errors import Conflict, InvalidInput
+from controlplane.services.errors import Conflict, InvalidInput, flatten_errors
+from controlplane.services.fit import check_fit, estimate_memory
 from controlplane.workers.client import WorkerClient, WorkerError
 
-__all__ = ["end_session", "list_sessions", "live_state", "request_restart", "set_running", "usage_summary"]
+__all__ = [
+    "RestartPlan",
+    "end_session",
+    "list_sessions",
+    "live_state",
+    "request_restart",
+    "restart_plan",
+    "set_running",
+    "usage_summary",
+]
 
 
-def request_restart(actor: audit.Actor, deployment: Deployment) -> Deployment:
-    """Ask the supervisor to restart the worker (it drains in-flight requests first)."""
+@dataclass(frozen=True)
+class RestartPlan:
+    """How a worker will be restarted: ``rolling`` (a new worker beside the old, no request dropped) or, when a
+    second copy does not fit, ``stop_start`` (requests fail while the model loads)."""
+
+    mode: str
+    detail: str
+
+    @property
+    def rolling(self) -> bool:
+        return self.mode == ROLLING
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "detail": self.detail}
+
+
+ROLLING, STOP_START = "rolling", "stop_start"
+
+
+def restart_plan(deployment: Deployment) -> RestartPlan:
+    """Does a second copy of the deployment fit beside the running one (the fit check, headroom kept)?"""
+    current = deployment.current_revision
+    gpus = list(deployment.gpus.all())
+    running = estimate_memory(current.model_version, current.config, on_gpu=bool(gpus))
+    try:
+        check_fit(
+            current.model_version,
+            current.config,
+            deployment.node,
+            gpus,
+            exclude=deployment,
+            extra_claims=running.total_bytes,
+        )
+    except InvalidInput as exc:
+        reason = flatten_errors(exc.errors)[0][1]
+        return RestartPlan(
+            STOP_START,
+            "A second copy does not fit beside the running worker, so it is stopped and started again: requests "
+            f"fail until the model is loaded. {reason}",
+        )
+    return RestartPlan(
+        ROLLING,
+        "A new worker starts beside the running one; traffic switches to it once it is ready, and the old one "
+        "finishes its requests before it stops. No request is dropped.",
+    )
+
+
+def request_restart(actor: audit.Actor, deployment: Deployment) -> RestartPlan:
+    """Ask the supervisor to restart the worker: rolling when a second copy fits, else stop and start."""
     if deployment.desired_state != DesiredState.RUNNING:
         raise Conflict(f"{deployment.name} is stopped; start it instead of restarting it")
+    plan = restart_plan(deployment)
     with transaction.atomic():
         now = timezone.now()
         Deployment.objects.filter(pk=deployment.pk).update(restart_requested_at=now)
         deployment.restart_requested_at = now
-        audit.record(actor, "deployment.restart", deployment, message="worker restart requested")
+        audit.record(actor, "deployment.restart", deployment, message=f"worker restart requested ({plan.mode})")
         transaction.on_commit(lambda: deployment_changed.send(sender=Deployment, deployment=deployment, revision=None))
-    return deployment
+    return plan
 
 
 def set_running(actor: audit.Actor, deployment: Deployment, running: bool) -> Deployment:

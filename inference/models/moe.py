@@ -8,8 +8,9 @@ from typing import cast
 import torch
 from torch import nn
 
-from inference.config import MoEConfig, check_router_weights
+from inference.config import MoEConfig
 from inference.models.layers import Attention, CacheContext, MoE, RMSNorm, rope_tables
+from inference.protocol import check_router_weights
 
 
 class Block(nn.Module):

@@ -70,7 +70,7 @@ def test_the_nested_error_names_the_config_key_and_the_bound(clients, model_vers
 @pytest.mark.django_db
 def test_defaults_fill_the_config(clients, deployment):
     config = clients[Role.VIEWER].get(f"/api/v1/deployments/{deployment.pk}/").json()["config"]
-    assert config["session_timeout_s"] == 3600
+    assert config["session_timeout_s"] == 600 and config["max_batch_size"] == 32  # the worker contract's defaults
     assert config["memory_headroom"] == 0.2
     assert config["precision"] == "fp32"
     assert config["router_weights"] is None
@@ -80,22 +80,22 @@ def test_defaults_fill_the_config(clients, deployment):
 def test_every_change_writes_an_immutable_revision_and_rollback_restores_it(clients, deployment):
     url = f"/api/v1/deployments/{deployment.pk}/"
     operator = clients[Role.OPERATOR]
-    assert operator.patch(url, {"config": {"max_batch_size": 32}}, format="json").json()["revision"] == 2
+    assert operator.patch(url, {"config": {"max_batch_size": 48}}, format="json").json()["revision"] == 2
     weights = {"config": {"router_weights": [1.0, 1.5, 1.0, 0.5]}, "comment": "favour expert 1"}
     assert operator.patch(url, weights, format="json").json()["revision"] == 3
     # an identical change writes nothing
-    assert operator.patch(url, {"config": {"max_batch_size": 32}}, format="json").json()["revision"] == 3
+    assert operator.patch(url, {"config": {"max_batch_size": 48}}, format="json").json()["revision"] == 3
 
     revisions = clients[Role.VIEWER].get(url + "revisions/").json()["results"]
     assert [r["number"] for r in revisions] == [3, 2, 1]
     assert revisions[0]["comment"] == "favour expert 1"
-    assert revisions[2]["config"]["max_batch_size"] == 16
+    assert revisions[2]["config"]["max_batch_size"] == 32
 
     rollback = operator.post(url + "rollback/", {"revision": 1}, format="json")
     assert rollback.status_code == 200, rollback.json()
     body = rollback.json()
     assert body["revision"] == 4
-    assert body["config"]["max_batch_size"] == 16 and body["config"]["router_weights"] is None
+    assert body["config"]["max_batch_size"] == 32 and body["config"]["router_weights"] is None
     restored = DeploymentRevision.objects.get(deployment=deployment, number=4)
     assert restored.restored_from == 1
     # the old revisions are untouched
@@ -150,7 +150,7 @@ def test_the_diff_lists_what_changed_between_revisions(clients, deployment):
     clients[Role.OPERATOR].patch(url, {"config": {"max_batch_size": 64, "cache_ttl_s": 0}}, format="json")
     body = clients[Role.VIEWER].get(url + "diff/?from=1&to=2").json()
     assert body["changes"] == [
-        {"key": "max_batch_size", "before": 16, "after": 64},
+        {"key": "max_batch_size", "before": 32, "after": 64},
         {"key": "cache_ttl_s", "before": 300, "after": 0},
     ]
     assert clients[Role.VIEWER].get(url + "diff/?from=1&to=7").status_code == 400

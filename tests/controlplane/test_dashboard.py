@@ -100,7 +100,7 @@ def test_editing_a_deployment_writes_a_revision_and_the_page_shows_the_diff(as_o
     assert deployment.config["router_weights"] == [1.0, 2.0, 1.0, 1.0]
     page = text(as_operator.get(f"/deployments/{deployment.pk}/?from=1&to=2"))
     assert "more batching" in page
-    assert '<code>max_batch_size</code></td><td class="before">16</td><td class="after">48</td>' in page
+    assert '<code>max_batch_size</code></td><td class="before">32</td><td class="after">48</td>' in page
 
 
 def test_the_rollback_button_restores_a_revision(as_operator, deployment):
@@ -111,7 +111,7 @@ def test_the_rollback_button_restores_a_revision(as_operator, deployment):
     response = as_operator.post(f"/deployments/{deployment.pk}/rollback/", {"revision": "1"}, follow=True)
     assert "Restored revision 1" in text(response)
     deployment.refresh_from_db()
-    assert deployment.current_revision.number == 3 and deployment.config["max_batch_size"] == 16
+    assert deployment.current_revision.number == 3 and deployment.config["max_batch_size"] == 32
     response = as_operator.post(f"/deployments/{deployment.pk}/rollback/", {"revision": "9"}, follow=True)
     assert "has no revision 9" in text(response)
 

@@ -52,7 +52,7 @@ def test_a_deployment_that_does_not_fit_the_gpu_is_refused_with_the_numbers(clie
     message = response.json()["fit"][0]
     assert (
         "needs 144.18 GiB (weights 130.39 GiB at fp32" in message
-        and "KV cache 2.00 MiB for batch 16 × 256 tokens" in message
+        and "KV cache 4.00 MiB for batch 32 × 256 tokens" in message
     )
     assert "GPU 0 (NVIDIA A100 80GB PCIe) has 64.00 GiB usable" in message and "20% headroom" in message
     assert not Deployment.objects.filter(name="too-big").exists()

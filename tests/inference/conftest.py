@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from inference.config import WorkerConfig
 from inference.engine import Engine
+from inference.protocol import WorkerConfig
 from tests.inference.helpers import LiveServer, make_checkpoint, start_server, stop_server
 
 

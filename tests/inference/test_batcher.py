@@ -7,9 +7,9 @@ from collections import deque
 import pytest
 
 from inference.batcher import Scheduler, Sequence
-from inference.config import WorkerConfig
 from inference.engine import Engine
 from inference.errors import Overloaded
+from inference.protocol import WorkerConfig
 from inference.sampling import SamplingParams
 from tests.inference.helpers import Stall, submit, wait_until
 

@@ -55,7 +55,7 @@ def test_config_changes_apply_live(live: LiveServer) -> None:
     assert live.engine.config.max_batch_size == 4 and live.engine.config.session_timeout_s == 30
     assert _get(live, "/control/config").json() == resp.json()
     schema = _get(live, "/control/config/schema").json()
-    assert schema["max_batch_size"]["min"] == 1 and "doc" in schema["router_weights"]
+    assert schema["max_batch_size"]["minimum"] == 1 and "doc" in schema["router_weights"]
 
 
 def test_router_weights_shift_the_measured_expert_shares(live: LiveServer) -> None:

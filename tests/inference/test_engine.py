@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from inference.batcher import Failed, Finished
 from inference.bridge import generate
-from inference.config import WorkerConfig
 from inference.engine import Engine
 from inference.errors import CheckpointError, Conflict, NoModel
+from inference.protocol import WorkerConfig
 from tests.inference.helpers import Stall, submit, wait_until
 
 PROMPTS = ["The default value", "Return a new list", "x", "If the file does not exist, raise", "abc def", "zz"]

@@ -9,8 +9,8 @@ import torch
 import transformers
 
 from inference.bridge import generate
-from inference.config import ConfigError
 from inference.engine import Engine
+from inference.protocol import ConfigError
 from tests.inference.helpers import submit
 
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from inference.bridge import make_request
-from inference.config import WorkerConfig
 from inference.engine import Engine
+from inference.protocol import WorkerConfig
 from tests.inference.helpers import LiveServer, Stall, start_server, stop_server, wait_until
 
 OK = {"model": "tiny-moe", "prompt": "Hello", "max_tokens": 3}
@@ -174,13 +174,13 @@ def test_unsupported_load_options_are_400(shared_live, tiny_checkpoint, body: di
 @pytest.mark.parametrize(
     ("changes", "param", "fragment"),
     [
-        ({"router_weights": [1.0, 1.0]}, "router_weights", "has 2 entries but the model has 4 experts"),
-        ({"router_weights": [1.0, -2.0, 1.0, 1.0]}, "router_weights", "must be finite and >= 0"),
+        ({"router_weights": [1.0, 1.0]}, "router_weights", "needs one weight per expert: 4 values; got 2"),
+        ({"router_weights": [1.0, -2.0, 1.0, 1.0]}, "router_weights", "weight 1 must be from 0 to 1000; got -2.0"),
         ({"router_weights": [1.0, 0.0, 0.0, 0.0]}, "router_weights", "at least top_k=2"),
-        ({"router_weights": "heavy"}, "router_weights", "non-empty list"),
-        ({"max_batch_size": 0}, "max_batch_size", "out of range [1, 1024]"),
+        ({"router_weights": "heavy"}, "router_weights", "must be a list; got a string"),
+        ({"max_batch_size": 0}, "max_batch_size", "must be at least 1; got 0"),
         ({"max_batch_size": "8"}, "max_batch_size", "must be an integer"),
-        ({"scheduling": "fifo"}, "scheduling", "not one of"),
+        ({"scheduling": "fifo"}, "scheduling", "must be one of continuous, static"),
         ({"default_max_tokens": 2000}, "default_max_tokens", "exceeds max_tokens_limit=1024"),
         ({"max_wait_ms": 5000, "stall_timeout_s": 2}, "max_wait_ms", "must be below stall_timeout_s=2"),
         ({"max_batch": 3, "zz": 1}, "max_batch", "unknown config field(s): max_batch, zz"),

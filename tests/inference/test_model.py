@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from inference.config import ConfigError, MoEConfig
+from inference.config import MoEConfig
 from inference.models.kv import SlotKV
 from inference.models.layers import CacheContext, MoE
 from inference.models.moe import MoEModel
+from inference.protocol import ConfigError
 from tests.inference.helpers import TINY
 
 
@@ -114,12 +115,12 @@ def test_counts_are_taken_only_on_counted_passes() -> None:
 @pytest.mark.parametrize(
     ("weights", "message"),
     [
-        ([1.0, 1.0, 1.0], "has 3 entries but the model has 4 experts"),
-        ([1.0, -1.0, 1.0, 1.0], r"router_weights\[1\]=-1.0 must be finite and >= 0"),
-        ([1.0, math.nan, 1.0, 1.0], r"router_weights\[1\]=nan must be finite"),
-        ([1.0, math.inf, 1.0, 1.0], r"router_weights\[1\]=inf must be finite"),
-        ([1.0, 0.0, 0.0, 0.0], "1 positive entries; at least top_k=2"),
-        ([1.0, "x", 1.0, 1.0], r"router_weights\[1\]='x' is not a number"),
+        ([1.0, 1.0, 1.0], "needs one weight per expert: 4 values; got 3"),
+        ([1.0, -1.0, 1.0, 1.0], "weight 1 must be from 0 to 1000; got -1.0"),
+        ([1.0, math.nan, 1.0, 1.0], "weight 1 must be a finite number; got nan"),
+        ([1.0, math.inf, 1.0, 1.0], "weight 1 must be a finite number; got inf"),
+        ([1.0, 0.0, 0.0, 0.0], "needs at least top_k=2 experts with a weight above 0; 1 have one"),
+        ([1.0, "x", 1.0, 1.0], "weight 1 must be a finite number; got 'x'"),
         ([], "non-empty list"),
     ],
 )

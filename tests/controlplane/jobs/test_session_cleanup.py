@@ -80,7 +80,7 @@ def test_every_running_worker_is_asked_with_its_deployments_timeout_and_each_ans
         "freed_bytes": 3 * 2**20,
     }
     gone = result["deployments"]["gone"]
-    assert gone["status"] == WorkerReply.UNAVAILABLE and gone["idle_s"] == 3600 and "cannot be reached" in gone["error"]
+    assert gone["status"] == WorkerReply.UNAVAILABLE and gone["idle_s"] == 600 and "cannot be reached" in gone["error"]
     failing = result["deployments"]["failing"]
     assert failing["status"] == WorkerReply.ERROR and "engine crashed" in failing["error"]
     assert "stopped" not in result["deployments"]
