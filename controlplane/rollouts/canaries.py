@@ -104,6 +104,7 @@ class Canaries:
         promoted = rollout.status == RolloutStatus.PROMOTED and rollout.result_revision is not None
         if promoted and worker.exit_code() is None and worker.healthy_since is not None:
             old = self.pool.promote(key, stable_key(deployment.pk))
+            assert rollout.result_revision is not None  # promoted
             revision = rollout.result_revision.number
             records.serving(deployment, worker, revision)
             replaced = f"; the old worker (pid {old.pid}) finishes its requests, then stops" if old else ""

@@ -10,7 +10,7 @@ expert, context length), and returns the full config that a revision stores. Err
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from controlplane.models import ModelVersion
 from inference.protocol import (
@@ -24,7 +24,7 @@ from inference.protocol import (
     check_worker_rules,
 )
 
-from .errors import InvalidInput
+from .errors import ErrorTree, InvalidInput
 
 __all__ = [
     "CONFIG_FIELDS",
@@ -40,7 +40,7 @@ __all__ = [
     "validate_config",
 ]
 
-CONTROL_PLANE = "control_plane"
+CONTROL_PLANE: Final = "control_plane"
 
 
 class LeakAction:
@@ -127,7 +127,7 @@ def validate_config(changes: Any, model_version: ModelVersion, base: dict | None
     if not isinstance(changes, dict):
         got = "a list" if isinstance(changes, list) else "null" if changes is None else type(changes).__name__
         raise InvalidInput({"config": [f"must be an object; got {got}"]})
-    errors: dict[str, list[str]] = {}
+    errors: ErrorTree = {}
     for key in sorted(set(changes) - set(CONFIG_FIELDS)):
         errors[key] = [f"unknown config key; known keys are: {', '.join(CONFIG_FIELDS)}"]
     config = {**default_config(model_version), **(base or {})}

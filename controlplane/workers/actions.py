@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Q, Sum
@@ -51,6 +52,7 @@ ROLLING, STOP_START = "rolling", "stop_start"
 def restart_plan(deployment: Deployment) -> RestartPlan:
     """Does a second copy of the deployment fit beside the running one (the fit check, headroom kept)?"""
     current = deployment.current_revision
+    assert current is not None  # deployments are created with their first revision
     gpus = list(deployment.gpus.all())
     running = estimate_memory(current.model_version, current.config, on_gpu=bool(gpus))
     try:
@@ -108,7 +110,7 @@ def _client(deployment: Deployment) -> WorkerClient:
 
 def live_state(deployment: Deployment) -> dict:
     """What the worker itself reports (its live config and stats), or why it cannot."""
-    state = {
+    state: dict[str, Any] = {
         "status": deployment.status,
         "detail": deployment.status_detail,
         "url": deployment.worker_url,
