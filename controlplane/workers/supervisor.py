@@ -91,7 +91,7 @@ class Supervisor(runtime.ServiceThread):
         if self.pool.get(key) is None:
             if not self.pool.due(key):
                 return False
-            self.start(deployment)
+            self.start_worker(deployment)
             return True
         outcome = self.pool.check(key)
         assert outcome is not None
@@ -111,15 +111,15 @@ class Supervisor(runtime.ServiceThread):
         reason = self._replacement_reason(deployment, worker)
         if reason:
             return self._replace(deployment, worker, reason)
-        number = deployment.current_revision.number
+        number = _revision(deployment).number
         if number != deployment.applied_revision and self.refused.get(deployment.pk) != number:
             self.apply(deployment, worker)
             return True
         return False
 
     # --- starting, failing, stopping ---------------------------------------------------------------------------------
-    def start(self, deployment: Deployment, key: str | None = None) -> Worker:
-        revision: DeploymentRevision = deployment.current_revision
+    def start_worker(self, deployment: Deployment, key: str | None = None) -> Worker:
+        revision = _revision(deployment)
         spec = worker_spec(deployment, deployment.name, revision.model_version, revision.config, revision.number)
         worker = self.pool.start(key or stable_key(deployment.pk), spec)
         if key is None:
@@ -193,7 +193,7 @@ class Supervisor(runtime.ServiceThread):
             if self.given_up.get(deployment.pk) == requested.timestamp():
                 return ""
             return "restart requested"
-        revision = deployment.current_revision
+        revision = _revision(deployment)
         if revision.number != worker.revision and self.refused.get(deployment.pk) != revision.number:
             changed = restart_keys(worker.spec.config, revision.config)
             if changed:
@@ -209,7 +209,7 @@ class Supervisor(runtime.ServiceThread):
             plan = restart_plan(deployment)
             if not plan.rolling:
                 return self._stop_start(deployment, worker, reason, plan.detail)
-            new = self.start(deployment, key)
+            new = self.start_worker(deployment, key)
             records.mark(
                 deployment,
                 DeploymentStatus.RUNNING,
@@ -234,7 +234,7 @@ class Supervisor(runtime.ServiceThread):
         return False
 
     def _switch(self, deployment: Deployment, old: Worker, new: Worker, reason: str) -> None:
-        revision = deployment.current_revision
+        revision = _revision(deployment)
         try:
             self.pool.control(new).patch_config(live_config(revision.config))
         except ControlError as exc:
@@ -258,7 +258,7 @@ class Supervisor(runtime.ServiceThread):
         if requested and requested.timestamp() > worker.started_wall:
             self.given_up[deployment.pk] = requested.timestamp()
         else:
-            self.refused[deployment.pk] = deployment.current_revision.number
+            self.refused[deployment.pk] = _revision(deployment).number
         message = f"the new worker failed ({outcome.reason}); pid {worker.pid} keeps serving"
         records.event(
             deployment, FAILURE_KINDS[outcome.change], message, exit_code=outcome.exit_code, log_tail=outcome.log_tail
@@ -274,14 +274,14 @@ class Supervisor(runtime.ServiceThread):
             f"worker pid {worker.pid} stopped to restart it ({reason}); {why}",
             exit_code=code,
         )
-        self.start(deployment)
+        self.start_worker(deployment)
         return True
 
     # --- applying revisions ------------------------------------------------------------------------------------------
     def apply(self, deployment: Deployment, worker: Worker, *, initial: bool = False) -> None:
         """Bring the worker to the deployment's current revision: a swap when the model or precision changed,
         then the live config."""
-        revision: DeploymentRevision = deployment.current_revision
+        revision = _revision(deployment)
         model_key = (revision.model_version_id, revision.config["precision"])
         control = self.pool.control(worker)
         try:
@@ -325,6 +325,14 @@ class Supervisor(runtime.ServiceThread):
                 :500
             ],
         )
+
+
+def _revision(deployment: Deployment) -> DeploymentRevision:
+    """The current revision of a deployment the supervisor looks after (``_local_deployments`` keeps only those
+    with one)."""
+    revision = deployment.current_revision
+    assert revision is not None
+    return revision
 
 
 def _factory() -> Supervisor | None:
