@@ -185,6 +185,48 @@ def test_killing_the_worker_under_load_only_fails_requests_in_flight_and_it_come
     assert api.get(f"/api/v1/deployments/{demo['id']}/revisions/").json()["count"] == revisions_before
 
 
+def test_a_restart_under_steady_load_fails_no_request_and_raises_no_alert(plane, api, demo):
+    url = f"/api/v1/deployments/{demo['id']}/"
+    old_pid = api.get(url).json()["worker_pid"]
+    events_url = f"/api/v1/worker-events/?deployment={demo['id']}"
+    seen = {e["id"] for e in api.get(events_url).json()["results"]}
+    results, stop = [], threading.Event()
+
+    def load():
+        with httpx.Client(timeout=120) as http:
+            while not stop.is_set():
+                response = http.post(
+                    plane.url + "/v1/completions",
+                    headers={"Authorization": f"Bearer {plane.token}"},
+                    json={"model": "demo", "prompt": "If", "max_tokens": 8, "temperature": 0.9},
+                )
+                results.append(response.status_code)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: results.count(200) >= 4, what="load to be served")
+        answer = api.post(url + "restart/")
+        assert answer.status_code == 202 and answer.json()["restart"]["mode"] == "rolling", answer.text
+        wait_for(
+            lambda: api.get(url).json()["worker_pid"] not in (old_pid, None) and not pid_alive(old_pid),
+            timeout=300,
+            what="the new worker to serve and the old one to finish and stop",
+        )
+        served = results.count(200)
+        wait_for(lambda: results.count(200) >= served + 4, what="requests served by the new worker")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(120)
+    assert [code for code in results if code != 200] == []
+    events = [e for e in api.get(events_url).json()["results"] if e["id"] not in seen]
+    assert any(e["kind"] == "swapped" and "without downtime" in e["message"] for e in events)
+    # what the worker-restart alert counts (restarted, exited) is not written by an operator's restart
+    assert not [e for e in events if e["kind"] in ("restarted", "exited", "unhealthy")], events
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_stopping_the_control_plane_stops_its_worker(make_plane, sig):
     plane = make_plane()
