@@ -47,6 +47,7 @@ __all__ = [
     "check_router_weights",
     "config_from_flags",
     "describe",
+    "markdown_table",
     "reply_keys",
     "setting",
     "settings_of",
@@ -552,6 +553,21 @@ class StatsReply(TypedDict):
     loading: LoadProgress
     config: dict[str, Any]
     uptime_s: float
+
+
+def markdown_table() -> str:
+    """The settings as the Markdown table docs/worker.md shows (a test keeps the docs equal to it)."""
+    rows = ["| flag / key | default | bounds | unit | a change | meaning |", "|---|---|---|---|---|---|"]
+    applies = {LIVE: "applies live", RELOAD: "reloads the model", RESTART: "new worker"}
+    for spec in SETTINGS.values():
+        default = "none" if spec.default is None else f"`{json.dumps(spec.default)}`"
+        bounds = " / ".join(spec.choices) if spec.choices else _bounds(spec).removeprefix("From ").rstrip(".")
+        bounds = bounds.removesuffix(f" {spec.unit}") if spec.unit else bounds
+        rows.append(
+            f"| `{spec.flag}` `{spec.name}` | {default} | {bounds or '-'} | {spec.unit or '-'} | "
+            f"{applies[spec.apply]} | {spec.doc} |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 def reply_keys(reply: Any) -> frozenset[str]:

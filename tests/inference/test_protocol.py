@@ -123,3 +123,10 @@ def test_the_control_api_schema_is_the_contracts(engine: Engine) -> None:
     from inference.api_control import config_schema
 
     assert config_schema() == protocol.describe(WorkerConfig)
+
+
+def test_the_settings_table_in_the_docs_is_the_contracts() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "worker.md").read_text()
+    assert protocol.markdown_table() in docs
