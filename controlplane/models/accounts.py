@@ -21,6 +21,12 @@ class User(AbstractUser):
     """A person who signs in to the dashboard or calls the API. Superusers always act as admins."""
 
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Inference requests per minute through /v1 across all of this user's tokens; empty for no limit. "
+        "No token of the user may have a higher limit.",
+    )
 
     @property
     def effective_role(self) -> str:
