@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -12,10 +14,24 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from controlplane.middleware import too_large_response
 from controlplane.services.errors import Conflict, InvalidInput
 
+logger = logging.getLogger("django.request")
+
 
 def exception_handler(exc, context):
     """DRF's handler, extended: Django ``ValidationError`` → 400 with field errors, ``Conflict`` → 409,
-    an over-size body → 413."""
+    an over-size body → 413, and anything unexpected → 500 in JSON (logged with its traceback) rather than
+    Django's HTML page."""
+    response = _known(exc, context)
+    if response is None:
+        request = context.get("request")
+        logger.error("Internal Server Error: %s", request.path if request else "?", exc_info=exc)
+        response = Response(
+            {"detail": "Internal server error.", "code": "server_error"}, status=status.HTTP_500_INTERNAL_SERVER_ERROR
+        )
+    return response
+
+
+def _known(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return too_large_response(context["request"].path if context.get("request") else "")
     if isinstance(exc, InvalidInput):

@@ -24,23 +24,23 @@ from controlplane.monitoring.service import current
 from controlplane.monitoring.store import default_store
 from controlplane.services.errors import InvalidInput
 
+from .params import parse_id
+
 __all__ = ["MetricsViewSet", "PrometheusView"]
 
 NODE = OpenApiParameter("node", int, description="Node id; default: the node this control plane runs on")
 
 
 def _node(request) -> Node:
-    raw = request.query_params.get("node")
-    if raw in (None, ""):
+    node_id = parse_id(request.query_params.get("node"), "node", "a node id")
+    if node_id is None:
         node = Node.objects.filter(is_local=True).first()
         if node is None:
             raise InvalidInput.field("node", "no local node is registered; give a node id")
         return node
-    if not raw.isdigit():
-        raise InvalidInput.field("node", "must be a node id")
-    node = Node.objects.filter(pk=int(raw)).first()
+    node = Node.objects.filter(pk=node_id).first()
     if node is None:
-        raise InvalidInput.field("node", f"no node with id {raw}")
+        raise InvalidInput.field("node", f"no node with id {node_id}")
     return node
 
 
@@ -143,7 +143,9 @@ class MetricsTokenAuthentication(authentication.BaseAuthentication):
         expected = settings.METRICS_TOKEN
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if expected and scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), expected):
+        # compared as bytes: compare_digest raises TypeError on a str that is not ASCII (any header can carry one)
+        given = token.strip().encode("utf-8", "surrogateescape")
+        if expected and scheme.lower() == "bearer" and hmac.compare_digest(given, expected.encode()):
             return Scraper(), None
         return None
 

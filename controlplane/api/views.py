@@ -35,6 +35,7 @@ from controlplane.services.serving import cache_stats
 from controlplane.workers import actions as workers
 
 from . import filters, serializers
+from .params import parse_id, parse_when
 
 
 class _View(Protocol):
@@ -296,17 +297,19 @@ class SessionViewSet(ActorMixin, viewsets.ViewSet):
     @extend_schema(responses=OpenApiTypes.OBJECT, parameters=[OpenApiParameter("deployment", int)])
     def list(self, request):
         queryset = Deployment.objects.exclude(worker_url="")
-        if request.query_params.get("deployment"):
-            queryset = queryset.filter(pk=request.query_params["deployment"])
+        deployment_id = parse_id(request.query_params.get("deployment"), "deployment", "a deployment id")
+        if deployment_id is not None:
+            queryset = queryset.filter(pk=deployment_id)
         sessions, errors = workers.list_sessions(queryset)
         return Response({"count": len(sessions), "results": sessions, "unreachable": errors})
 
     @extend_schema(parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)], responses=OpenApiTypes.OBJECT)
     def destroy(self, request, pk=None):
-        deployment_id, _, session_id = (pk or "").partition(":")
-        if not deployment_id.isdigit() or not session_id:
+        raw_id, _, session_id = (pk or "").partition(":")
+        deployment_id = parse_id(raw_id, "id", "<deployment id>:<session id>")
+        if deployment_id is None or not session_id:
             raise InvalidInput.field("id", "must be <deployment id>:<session id>")
-        deployment = Deployment.objects.filter(pk=int(deployment_id)).first()
+        deployment = Deployment.objects.filter(pk=deployment_id).first()
         if deployment is None:
             raise InvalidInput.field("id", f"no deployment {deployment_id}")
         return Response(workers.end_session(self.actor, deployment, session_id))
@@ -323,13 +326,7 @@ class UsageViewSet(viewsets.ViewSet):
         responses=OpenApiTypes.OBJECT,
     )
     def list(self, request):
-        from django.utils.dateparse import parse_datetime
-
-        since = None
-        if request.query_params.get("since"):
-            since = parse_datetime(request.query_params["since"])
-            if since is None:
-                raise InvalidInput.field("since", "must be an ISO 8601 date and time")
+        since = parse_when(request.query_params.get("since"), "since")
         rows = workers.usage_summary(since=since, group_by=request.query_params.get("group_by", "token"))
         return Response({"count": len(rows), "results": rows})
 

@@ -102,7 +102,10 @@ def _parse_time(name: str, raw: str | None, default: float, now: float) -> float
     try:
         number = float(raw)
     except ValueError:
-        parsed = parse_datetime(raw)
+        try:
+            parsed = parse_datetime(raw)
+        except ValueError:  # well-formed but impossible: month 13
+            parsed = None
         if parsed is None:
             raise InvalidInput.field(
                 name, "must be seconds since the epoch, an ISO 8601 time, or negative seconds from now"

@@ -1,0 +1,71 @@
+"""No input gets a 500: bad query and path values are 400s in JSON naming the field; anything unexpected under
+/api/ is still JSON."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from controlplane.choices import Role
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/sessions/?deployment=abc", "deployment"),
+        ("/api/v1/sessions/?deployment=null", "deployment"),
+        ("/api/v1/sessions/?deployment=%C2%B2", "deployment"),
+        ("/api/v1/metrics/series/?node=%C2%B2", "node"),
+        ("/api/v1/metrics/query/?node=%C2%B2", "node"),
+        ("/api/v1/usage/?since=2020-13-45T99:00", "since"),
+        ("/api/v1/usage/?since=yesterday", "since"),
+    ],
+)
+def test_a_bad_query_value_is_a_400_in_json_naming_the_field(clients, path, field):
+    response = clients[Role.ADMIN].get(path)
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"].startswith("application/json")
+    assert field in response.json()
+
+
+def test_an_impossible_time_in_a_metrics_query_is_refused_naming_the_field():
+    from controlplane.monitoring import history
+    from controlplane.services.errors import InvalidInput
+
+    with pytest.raises(InvalidInput) as refused:
+        history._parse_time("start", "2020-13-45T99:00", 0.0, 0.0)
+    assert "start" in refused.value.errors
+
+
+@pytest.mark.parametrize("pk", ["%C2%B2:abc", "abc:def", "12", "1:"])
+def test_ending_a_session_with_a_malformed_id_is_a_400_naming_the_id(clients, pk):
+    response = clients[Role.ADMIN].delete(f"/api/v1/sessions/{pk}/")
+    assert response.status_code == 400
+    assert "id" in response.json()
+
+
+def test_a_non_ascii_bearer_on_metrics_is_a_401_not_a_500(client, settings):
+    settings.METRICS_TOKEN = "scrape-" + "s" * 40
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-\u00e9\u00e9")
+    assert response.status_code in (401, 403)
+    assert response.status_code != 500
+
+
+def test_a_non_ascii_bearer_on_the_api_is_a_401(client):
+    response = client.get("/api/v1/me/", HTTP_AUTHORIZATION="Bearer \u00e9\u00e9\u00e9")
+    assert response.status_code == 401
+    assert response["Content-Type"].startswith("application/json")
+
+
+def test_an_unexpected_error_under_the_api_is_a_500_in_json(clients, monkeypatch):
+    from controlplane.workers import actions
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(actions, "usage_summary", broken)
+    client: APIClient = clients[Role.ADMIN]
+    response = client.get("/api/v1/usage/")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error.", "code": "server_error"}
+    assert "boom" not in response.content.decode()
