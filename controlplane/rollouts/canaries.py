@@ -14,6 +14,7 @@ import logging
 from controlplane.choices import RolloutStatus, WorkerEventKind
 from controlplane.models import Deployment, Rollout
 from controlplane.rollouts import machine as rollouts
+from controlplane.services import audit
 from controlplane.workers import records
 from controlplane.workers.launch import canary_key, live_config, stable_key, worker_spec
 from controlplane.workers.pool import Change, ControlError, WorkerPool
@@ -57,6 +58,15 @@ class Canaries:
                 log_tail=outcome.log_tail,
             )
             rollouts.canary_gone(rollout, reason)
+            if outcome.load_error:
+                # The candidate itself cannot load (a corrupt artifact, too little memory): no retry will fix that.
+                rollouts.rollback(
+                    audit.SYSTEM,
+                    rollout,
+                    f"the canary could not load the candidate: {outcome.load_error}",
+                    gate="health",
+                    status=RolloutStatus.FAILED,
+                )
             return True
         if outcome.change != Change.READY:
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.conf import settings
@@ -9,15 +10,22 @@ from django.db import IntegrityError, transaction
 
 from controlplane.choices import ModelFormat, ModelStatus
 from controlplane.models import ModelVersion
-from inference.artifacts import artifact_digest, count_parameters, read_model_config
+from inference.artifacts import artifact_digest, count_parameters, file_sha256, read_model_config
 
 from . import audit
 from .errors import Conflict, InvalidInput
 from .golden import import_from_artifact
 
-__all__ = ["delete_model_version", "register_model_version", "resolve_artifact_path", "update_model_version"]
+__all__ = [
+    "delete_model_version",
+    "register_model_version",
+    "resolve_artifact_path",
+    "update_model_version",
+    "verify_manifest",
+]
 
 EDITABLE_FIELDS = ("status", "description", "baseline_quality")
+MANIFEST = "manifest.json"  # a native checkpoint's sha256 of every other file (inference/checkpoint.py)
 
 
 def resolve_artifact_path(raw: str) -> Path:
@@ -35,6 +43,34 @@ def resolve_artifact_path(raw: str) -> Path:
     if not path.exists():
         raise InvalidInput.field("artifact_path", f"{path} does not exist")
     return path
+
+
+def verify_manifest(path: Path) -> dict[str, str]:
+    """Check every file a checkpoint's ``manifest.json`` lists against its sha256 (what the worker checks before it
+    loads), so a corrupted artifact is refused at registration instead of failing its first worker. Returns the
+    verified digests by relative path (reused for the artifact's digest); an artifact without a manifest (a single
+    file, a Hugging Face directory) has nothing to verify here."""
+    manifest = path / MANIFEST
+    if not path.is_dir() or not manifest.is_file():
+        return {}
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput.field("artifact_path", f"{MANIFEST} is not a valid manifest ({exc})") from None
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise InvalidInput.field("artifact_path", f'{MANIFEST}: "files" must map file names to sha256 strings')
+    verified: dict[str, str] = {}
+    for name, expected in sorted(files.items()):
+        file = (path / name).resolve()
+        if not file.is_relative_to(path) or not file.is_file():
+            raise InvalidInput.field("artifact_path", f"{name} is listed in {MANIFEST} but missing")
+        actual = file_sha256(file)
+        if actual != expected.lower():
+            raise InvalidInput.field(
+                "artifact_path", f"{name} does not match {MANIFEST}: sha256 {actual}, the manifest says {expected}"
+            )
+        verified[file.relative_to(path).as_posix()] = actual
+    return verified
 
 
 def _size(path: Path) -> int:
@@ -72,7 +108,7 @@ def register_model_version(
         raise InvalidInput.field("format", f"is {format!r} but the artifact is a {arch['format']!r} checkpoint")
     if parameters < 1:
         raise InvalidInput.field("artifact_path", "holds no weights (no tensors in its safetensors files)")
-    digest = artifact_digest(path)
+    digest = artifact_digest(path, known=verify_manifest(path))
     if sha256 and sha256.lower() != digest:
         raise InvalidInput.field("sha256", f"does not match the artifact: expected {sha256}, computed {digest}")
     quality = arch.pop("quality", {}) or {}

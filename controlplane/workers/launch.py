@@ -72,7 +72,10 @@ class ClientControl:
         self._call("health")
 
     def progress(self) -> dict[str, Any] | None:
-        loading = self._call("status").get("loading") or {}
+        status = self._call("status")
+        loading = status.get("loading") or {}
+        if status.get("phase") == protocol.Phase.FAILED:
+            return {**loading, "phase": protocol.Phase.FAILED, "error": loading.get("error") or "unknown error"}
         return loading if loading.get("phase") == protocol.Phase.LOADING else None
 
     def inflight(self) -> int:

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 LOG_TAIL_LINES = 40
+LOAD_FAILED = "failed"  # ``progress()["phase"]`` of a worker whose model load failed (inference.protocol.Phase.FAILED)
 
 
 class Process(Protocol):
@@ -77,7 +78,10 @@ class Control(Protocol):
 
     def health(self) -> None: ...
 
-    def progress(self) -> dict[str, Any] | None: ...
+    def progress(self) -> dict[str, Any] | None:
+        """The model load under way (``phase`` loading) or failed (``phase`` failed, with ``error``); None when
+        there is none to report."""
+        ...
 
     def inflight(self) -> int: ...
 
@@ -228,6 +232,7 @@ class Outcome:
     log_tail: str = ""
     retry_in_s: float = 0.0
     progress: dict[str, Any] | None = None
+    load_error: str = ""  # the worker reported that its model failed to load (it will not load on a retry either)
 
     @property
     def failed(self) -> bool:
@@ -307,6 +312,12 @@ class WorkerPool:
                 progress = control.progress()
             except ControlError:
                 progress = None  # not answering yet: still starting up
+            if progress is not None and progress.get("phase") == LOAD_FAILED:
+                # The worker answers but its model will never load (a corrupt artifact, too little memory): fail now
+                # with its reason instead of waiting out the start timeout.
+                error = str(progress.get("error") or "unknown error")
+                outcome = self._failed(worker, Change.UNHEALTHY, f"the model failed to load: {error}")
+                return replace(outcome, load_error=error)
             return Outcome(Change.STARTING, worker, progress=progress)
         worker.state = State.RUNNING
         worker.healthy_since = worker.last_health_check = self.clock()
