@@ -66,6 +66,49 @@ async def test_another_origin_or_no_origin_is_refused_even_with_a_login(local_no
         await ws.disconnect()
 
 
+@pytest.mark.parametrize(
+    "origin", [b"http://localhost:9999", b"https://localhost", b"ws://localhost", b"null", b"http://localhost.evil"]
+)
+async def test_another_port_or_scheme_on_an_allowed_host_is_refused(local_node, cookie, origin):
+    ws = communicator(origin=origin, cookie=cookie)
+    connected, _ = await ws.connect()
+    assert not connected, origin
+    await ws.disconnect()
+
+
+async def test_an_origin_in_csrf_trusted_origins_gets_in(local_node, cookie, settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["http://localhost:8443"]
+    for origin in (b"http://localhost:8443", b"http://localhost:80"):
+        ws = communicator(origin=origin, cookie=cookie)
+        connected, _ = await ws.connect()
+        assert connected, origin
+        await ws.disconnect()
+
+
+def test_a_wildcard_trusted_origin_matches_subdomains_on_its_scheme_and_port(settings):
+    from controlplane.streaming.origin import is_same_origin
+
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*.example.org"]
+
+    def scope(origin: bytes) -> dict:
+        return {"type": "websocket", "headers": [(b"host", b"localhost"), (b"origin", origin)]}
+
+    assert is_same_origin(scope(b"https://ops.example.org"))
+    assert is_same_origin(scope(b"https://ops.example.org:443"))
+    assert not is_same_origin(scope(b"http://ops.example.org"))
+    assert not is_same_origin(scope(b"https://ops.example.org:8443"))
+    assert not is_same_origin(scope(b"https://example.org.evil"))
+
+
+async def test_the_scheme_behind_a_proxy_comes_from_its_header(local_node, cookie, settings):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    headers = [(b"host", b"localhost"), (b"origin", b"https://localhost"), (b"x-forwarded-proto", b"https")]
+    ws = WebsocketCommunicator(application, "/ws/metrics/", headers=[*headers, (b"cookie", cookie)])
+    connected, _ = await ws.connect()
+    assert connected
+    await ws.disconnect()
+
+
 async def test_a_signed_in_user_gets_the_backfill_then_every_sample(local_node, cookie, store):
     now = time.time()
     for i in range(5):
