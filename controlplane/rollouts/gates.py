@@ -165,7 +165,7 @@ def validate_gates(raw: dict[str, Any] | None) -> dict[str, Any]:
 
 # --- shared settings -------------------------------------------------------------------------------------------
 MIN_REQUESTS = Setting(
-    "min_requests", 20, 2, 1_000_000, "Requests each side needs in the window; fewer skips the traffic gates.", True
+    "min_requests", 50, 2, 1_000_000, "Requests each side needs in the window; fewer skips the traffic gates.", True
 )
 ALPHA = Setting(
     "alpha",

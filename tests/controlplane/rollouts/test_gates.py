@@ -17,12 +17,15 @@ from ..conftest import make_checkpoint
 
 pytestmark = pytest.mark.django_db
 
+# The windows these tests build hold 20 canary requests (and 180 stable): the gates judge from that many.
+SMALL_WINDOWS = {"min_requests": 20}
+
 
 @pytest.fixture
 def rollout(actor, deployment, model_dir):
     path = make_checkpoint(model_dir / "demo-v2", seed=1)
     v2 = registry.register_model_version(actor, name="demo", version="v2", artifact_path=str(path))
-    return rollouts.create_rollout(actor, deployment, model_version=v2, bake_s=60)
+    return rollouts.create_rollout(actor, deployment, model_version=v2, gates=SMALL_WINDOWS, bake_s=60)
 
 
 def record(deployment, variant, latencies, *, at, status=200, ttft=None):
@@ -62,7 +65,7 @@ def test_every_gate_is_declared_with_its_settings_and_the_defaults_are_derived_f
     assert defaults == gates.DEFAULT_GATES and defaults["enabled"] == names
     declared = {s.key for g in gates.GATES for s in g.settings}
     assert set(defaults) == declared | {"enabled"}
-    assert defaults["alpha"] == 0.005 and defaults["max_latency_ratio"] == 1.2 and defaults["min_requests"] == 20
+    assert defaults["alpha"] == 0.005 and defaults["max_latency_ratio"] == 1.2 and defaults["min_requests"] == 50
 
 
 def test_adding_a_gate_is_one_entry_and_its_setting_becomes_valid():

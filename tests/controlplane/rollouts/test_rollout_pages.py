@@ -14,6 +14,9 @@ from ..conftest import make_checkpoint
 
 pytestmark = pytest.mark.django_db
 
+# The windows these tests build hold 20 canary requests (and 180 stable): the gates judge from that many.
+SMALL_WINDOWS = {"min_requests": 20}
+
 
 @pytest.fixture
 def v2(actor, model_dir):
@@ -57,7 +60,7 @@ def test_viewers_see_rollouts_but_cannot_start_or_act_on_them(client, viewer, ac
 
 
 def test_the_page_charts_each_gate_and_shows_the_decision(client, operator, actor, deployment, v2):
-    rollout = rollouts.create_rollout(actor, deployment, model_version=v2, bake_s=10)
+    rollout = rollouts.create_rollout(actor, deployment, model_version=v2, gates=SMALL_WINDOWS, bake_s=10)
     start = timezone.now()
     rollouts.canary_ready(rollout, "http://127.0.0.1:9", 1)
     rollouts.advance(rollout, now=start, clients={})

@@ -17,6 +17,9 @@ from ..conftest import make_checkpoint
 
 pytestmark = pytest.mark.django_db
 
+# The windows these tests build hold 20 canary requests (and 180 stable): the gates judge from that many.
+SMALL_WINDOWS = {"min_requests": 20}
+
 
 @pytest.fixture
 def v2(actor, model_dir):
@@ -26,7 +29,7 @@ def v2(actor, model_dir):
 
 @pytest.fixture
 def rollout(actor, deployment, v2):
-    return rollouts.create_rollout(actor, deployment, model_version=v2, bake_s=60)
+    return rollouts.create_rollout(actor, deployment, model_version=v2, gates=SMALL_WINDOWS, bake_s=60)
 
 
 def records(deployment, variant, n, *, at, status=200, latency=0.1, tokens=20):
