@@ -15,7 +15,7 @@ from controlplane.models import GPU, Deployment, DeploymentRevision, ModelVersio
 from . import audit
 from .deployment_config import diff_configs, validate_config
 from .errors import InvalidInput
-from .fit import check_fit
+from .fit import check_fit, check_precision_on_device
 
 __all__ = [
     "commit_revision",
@@ -88,6 +88,7 @@ def create_deployment(
     _check_placement(node, gpus)
     _check_model_version(model_version)
     full_config = validate_config(config or {}, model_version)
+    check_precision_on_device(full_config, gpus)
     if desired_state == DesiredState.RUNNING:
         check_fit(model_version, full_config, node, gpus)
     with transaction.atomic():
@@ -128,6 +129,7 @@ def update_deployment(
         new_config = validate_config(config or {}, new_model, base=current.config)
         new_gpus = list(gpus) if gpus is not None else list(deployment.gpus.all())
         _check_placement(deployment.node, new_gpus)
+        check_precision_on_device(new_config, new_gpus)
         new_state = desired_state or deployment.desired_state
         if new_state == DesiredState.RUNNING:
             check_fit(new_model, new_config, deployment.node, new_gpus, exclude=deployment)
@@ -161,6 +163,7 @@ def rollback_deployment(actor: audit.Actor, deployment: Deployment, number: int,
         deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
         before = _snapshot(deployment)
         config = validate_config({}, target.model_version, base=target.config)
+        check_precision_on_device(config, list(deployment.gpus.all()))
         if deployment.desired_state == DesiredState.RUNNING:
             check_fit(target.model_version, config, deployment.node, list(deployment.gpus.all()), exclude=deployment)
         revision = _new_revision(

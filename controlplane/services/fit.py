@@ -86,6 +86,14 @@ def _running_elsewhere(exclude: Deployment | None) -> Iterable[Deployment]:
     return queryset.select_related("current_revision__model_version").prefetch_related("gpus")
 
 
+def check_precision_on_device(config: dict, gpus: list[GPU]) -> None:
+    """Refuse a precision the worker's device cannot run, as the worker would (``inference.precision``): a
+    deployment without GPUs runs on the CPU, where fp16 is not supported."""
+    if config.get("precision") == Precision.FP16 and not gpus:
+        message = "fp16 is not supported on cpu (a deployment without GPUs runs on the CPU): use bf16 or fp32"
+        raise InvalidInput({"config": {"precision": [message]}})
+
+
 def check_fit(
     model_version: ModelVersion,
     config: dict,

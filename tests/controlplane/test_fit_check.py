@@ -141,3 +141,20 @@ def test_a_stopped_deployment_does_not_count_against_the_gpu(clients, big_model,
     clients[Role.OPERATOR].patch(f"/api/v1/deployments/{first['id']}/", {"desired_state": "stopped"}, format="json")
     assert clients[Role.OPERATOR].post("/api/v1/deployments/", second, format="json").status_code == 201
     assert GPU.objects.get(pk=gpu0.pk).deployments.count() == 2
+
+
+def test_it_refuses_fp16_on_a_deployment_without_gpus(clients, deployment):
+    response = clients[Role.OPERATOR].patch(
+        f"/api/v1/deployments/{deployment.pk}/", {"config": {"precision": "fp16"}}, format="json"
+    )
+    assert response.status_code == 400
+    assert "fp16 is not supported on cpu" in response.json()["config"]["precision"][0]
+    deployment.refresh_from_db()
+    assert deployment.current_revision.number == 1 and deployment.config["precision"] != "fp16"
+
+
+def test_it_refuses_to_create_an_fp16_deployment_on_the_cpu(clients, model_version, cpu_node):
+    payload = {"name": "half", "model_version": model_version.pk, "node": cpu_node.pk, "config": {"precision": "fp16"}}
+    response = clients[Role.OPERATOR].post("/api/v1/deployments/", payload, format="json")
+    assert response.status_code == 400 and "precision" in response.json()["config"]
+    assert not Deployment.objects.filter(name="half").exists()
