@@ -35,7 +35,7 @@ class StaticFilesRouter:
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
-        if scope["type"] == "http" and path.startswith("/v1/"):
+        if scope["type"] == "http" and (path == "/v1" or path.startswith("/v1/")):
             await self.gateway(scope, receive, send)
             return
         if scope["type"] == "http" and path.startswith(self.prefix + "/"):

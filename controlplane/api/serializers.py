@@ -281,11 +281,13 @@ class UserSerializer(StrictMixin, serializers.ModelSerializer):
             "role",
             "effective_role",
             "is_active",
+            "rate_limit_per_minute",
             "password",
             "date_joined",
             "last_login",
         ]
         read_only_fields = ["date_joined", "last_login"]
+        extra_kwargs = {"rate_limit_per_minute": {"min_value": 1, "max_value": 1_000_000}}
         validators: list[Any] = []
 
 

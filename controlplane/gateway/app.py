@@ -8,6 +8,7 @@ token and route cache misses."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from .errors import GatewayError, error_response
 from .limits import check_rate_limit
 from .recorder import record
 from .routing import Target, list_models, resolve
+from .validation import parse_body
+
+logger = logging.getLogger(__name__)
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _clients: dict[tuple[int, str], WorkerClient] = {}
@@ -109,21 +113,6 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def parse_body(raw: bytes) -> dict:
-    try:
-        body = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GatewayError(400, f"The body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise GatewayError(400, "The body must be a JSON object.", code="invalid_json")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise GatewayError(400, "'model' is required and must be a string.", param="model")
-    if "stream" in body and not isinstance(body["stream"], bool):
-        raise GatewayError(400, "'stream' must be a boolean.", param="stream")
-    return body
-
-
 def session_of(request: Request, body: dict) -> str:
     session_id = body.get("session_id") or request.headers.get("x-session-id") or ""
     if session_id and (not isinstance(session_id, str) or not SESSION_ID.match(session_id)):
@@ -162,6 +151,10 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def proxy(request: Request, endpoint: str, path: str) -> Response:
+    caller: Caller | None = None
+    target: Target | None = None
+    body: dict = {}
+    session_id = ""
     try:
         caller = await authenticate(request)
         raw = await read_body(request)
@@ -170,6 +163,8 @@ async def proxy(request: Request, endpoint: str, path: str) -> Response:
         target = await resolve(body["model"], session_id)
         await check_rate_limit(caller)
     except GatewayError as exc:
+        target = target or getattr(exc, "target", None)
+        await refused(exc, endpoint, caller, target, session_id, stream=body.get("stream") is True)
         return exc.response()
     exchange = Exchange(caller, target, endpoint, session_id, stream=bool(body.get("stream")))
     key = cache.cache_key(target, endpoint, body) if wants_cache(request, body, target, session_id) else None
@@ -183,6 +178,22 @@ async def proxy(request: Request, endpoint: str, path: str) -> Response:
     if exchange.stream:
         return await stream(exchange, path, body, headers, key)
     return await forward(exchange, path, raw, headers, key)
+
+
+async def refused(
+    exc: GatewayError, endpoint: str, caller: Caller | None, target: Target | None, session_id: str, *, stream: bool
+) -> None:
+    """Count a request refused before it reached a worker. Once the caller and the deployment are known (no worker,
+    rate limit) it is recorded like any other request, so that error rates, rollout gates and usage see it; before
+    that (no or a bad token, a malformed body, an unknown model) there is no deployment to record it against and,
+    for unauthenticated callers, nobody to bill it to: only the metric counts it, with empty labels."""
+    if caller is None or target is None:
+        metrics.requests.labels("", "", endpoint, str(exc.status)).inc()
+        return
+    if exc.status >= 500:
+        logger.warning("%s %s refused with %s: %s", endpoint, target.deployment_name, exc.status, exc.detail)
+    exchange = Exchange(caller, target, endpoint, session_id, stream=stream)
+    await exchange.finish(exc.status, exc.detail)
 
 
 def served_headers(exchange: Exchange, cache_state: str) -> dict:
@@ -269,8 +280,9 @@ async def replay(exchange: Exchange, payload: bytes) -> Response:
 
 
 async def stream(exchange: Exchange, path: str, body: dict, headers: dict, key: str | None) -> Response:
-    client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    forwarded = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+    options = body.get("stream_options") or {}  # an object or absent (see validation.parse_body)
+    client_wants_usage = options.get("include_usage") is True
+    forwarded = {**body, "stream_options": {**options, "include_usage": True}}
     try:
         response = await send(exchange, path, json.dumps(forwarded).encode(), headers, stream=True)
     except WorkerUnavailable as exc:
@@ -355,6 +367,11 @@ async def method_not_allowed(request: Request, exc) -> Response:
     return error_response(405, f"{request.method} is not allowed here.", code="method_not_allowed")
 
 
+async def server_error(request: Request, exc: Exception) -> Response:
+    """The last resort, in OpenAI's format (the exception is logged by the server as well)."""
+    return error_response(500, "The gateway failed to handle this request.", code="internal_error")
+
+
 async def not_found(request: Request, exc) -> Response:
     return error_response(
         404,
@@ -370,5 +387,5 @@ app = Starlette(
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     ],
-    exception_handlers={405: method_not_allowed, 404: not_found},
+    exception_handlers={405: method_not_allowed, 404: not_found, Exception: server_error},
 )

@@ -21,6 +21,7 @@ class Caller:
     user_id: int
     username: str
     rate_limit_per_minute: int | None
+    user_rate_limit_per_minute: int | None = None
 
 
 _cache: dict[str, tuple[float, Caller]] = {}
@@ -35,7 +36,13 @@ def _lookup(raw: str) -> Caller | None:
     now = timezone.now()
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_S:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-    return Caller(token.pk, token.user_id, token.user.get_username(), token.rate_limit_per_minute)
+    return Caller(
+        token.pk,
+        token.user_id,
+        token.user.get_username(),
+        token.rate_limit_per_minute,
+        getattr(token.user, "rate_limit_per_minute", None),
+    )
 
 
 async def authenticate(request) -> Caller:

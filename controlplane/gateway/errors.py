@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from starlette.responses import JSONResponse
 
 TYPES = {
@@ -16,7 +19,18 @@ TYPES = {
 }
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with non-ASCII characters escaped, so that text echoed from a request (even a lone surrogate) can never
+    fail to encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode()
+
+
 class GatewayError(Exception):
+    """A refusal: ``message`` is what the caller reads; ``detail`` (internal state, for records and logs) is not
+    shown to the caller."""
+
     def __init__(
         self,
         status: int,
@@ -25,6 +39,7 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: int | str | None = None,
+        detail: str = "",
     ):
         super().__init__(message)
         self.status = status
@@ -32,6 +47,7 @@ class GatewayError(Exception):
         self.param = param
         self.code = code
         self.retry_after = retry_after
+        self.detail = detail or message
 
     def response(self) -> JSONResponse:
         return error_response(self.status, self.message, param=self.param, code=self.code, retry_after=self.retry_after)
@@ -59,4 +75,4 @@ def error_response(
         headers["Retry-After"] = str(retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="gateway"'
-    return JSONResponse(body, status_code=status, headers=headers)
+    return AsciiJSONResponse(body, status_code=status, headers=headers)

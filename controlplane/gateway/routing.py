@@ -16,7 +16,7 @@ from controlplane.choices import DesiredState, RolloutStatus
 from controlplane.models import Deployment, InferenceRecord, Rollout
 from controlplane.services.serving import served_key
 
-from .cachecalls import call
+from .cachecalls import call_or
 from .errors import GatewayError
 
 
@@ -44,6 +44,8 @@ class Route:
 
 
 _routes: dict[str, tuple[float, Route | None]] = {}
+# Longer names (or names with NUL, which PostgreSQL refuses) cannot be deployments: 404 without a query.
+MAX_NAME = 200
 
 
 def _load(name: str) -> Route | None:
@@ -96,9 +98,12 @@ async def _route(model: str, fresh: bool = False) -> Route | None:
     hit = _routes.get(model)
     if hit is not None and hit[0] > now and not fresh:
         route = hit[1]
-        if route is None or await call("get", served_key(route.stable.deployment_id)) in (None, route.stable.revision):
+        served = None if route is None else await call_or(None, "get", served_key(route.stable.deployment_id))
+        if route is None or served in (None, route.stable.revision):
             return route
     route = await sync_to_async(_load)(model)
+    if len(_routes) > 10_000:  # unknown names are remembered too; keep a flood of them from growing this
+        _routes.clear()
     _routes[model] = (now + settings.GATEWAY_ROUTE_CACHE_S, route)
     return route
 
@@ -113,32 +118,41 @@ async def _choose(route: Route, session_id: str) -> Target:
     if not session_id:
         return route.canary if random.random() * 100 < route.weight else route.stable
     key = f"gw:sticky:{route.rollout_id}:{session_id}"
-    placed = await call("get", key)
-    if placed is None:
+    placed = await call_or(None, "get", key)
+    if placed is None:  # a new session, or the cache is unavailable: placed by its hash alone
         placed = InferenceRecord.CANARY if _bucket(session_id) < route.weight else InferenceRecord.STABLE
-        await call("set", key, placed, timeout=route.session_timeout_s)
+        await call_or(None, "set", key, placed, timeout=route.session_timeout_s)
     return route.canary if placed == InferenceRecord.CANARY else route.stable
 
 
+class NoWorker(GatewayError):
+    """503: the deployment exists but no worker serves it now. The caller reads a plain message; the deployment's
+    state goes to the request's record (``detail``)."""
+
+    def __init__(self, model: str, target: Target):
+        super().__init__(
+            503,
+            f"The model {model!r} has no worker serving right now. Retry shortly.",
+            code="worker_unavailable",
+            retry_after=settings.GATEWAY_RETRY_AFTER_S,
+            detail=f"no worker serving ({target.status}: {target.status_detail or 'starting'})",
+        )
+        self.target = target
+
+
 async def resolve(model: str, session_id: str | None = None, *, fresh: bool = False) -> Target:
-    """The target for ``model``; 404 for an unknown model, 503 while no worker serves it."""
-    route = await _route(model, fresh)
+    """The target for ``model``; 404 for an unknown model, 503 (``NoWorker``) while no worker serves it."""
+    route = None if "\x00" in model or len(model) > MAX_NAME else await _route(model, fresh)
     if route is None:
         raise GatewayError(
             404,
-            f"The model {model!r} does not exist or is not deployed; GET /v1/models lists them.",
+            f"The model {model[:MAX_NAME]!r} does not exist or is not deployed; GET /v1/models lists them.",
             param="model",
             code="model_not_found",
         )
     target = await _choose(route, session_id or "")
     if not target.worker_url:
-        raise GatewayError(
-            503,
-            f"The model {model!r} has no worker serving right now ({target.status}: "
-            f"{target.status_detail or 'starting'}). Retry shortly.",
-            code="worker_unavailable",
-            retry_after=settings.GATEWAY_RETRY_AFTER_S,
-        )
+        raise NoWorker(model, target)
     return target
 
 

@@ -38,9 +38,15 @@ def issue_token(
     expires_at=None,
     rate_limit_per_minute: int | None = None,
 ) -> tuple[ApiToken, str]:
-    """A new token for ``user``; the raw secret is returned once and never stored."""
+    """A new token for ``user``; the raw secret is returned once and never stored. A token's rate limit may not exceed
+    its user's (``User.rate_limit_per_minute``); without one of its own, the user's limit applies to it."""
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput.field("expires_at", "must be in the future")
+    ceiling = getattr(user, "rate_limit_per_minute", None)
+    if ceiling is not None and rate_limit_per_minute is not None and rate_limit_per_minute > ceiling:
+        raise InvalidInput.field(
+            "rate_limit_per_minute", f"must be at most {ceiling}, the limit of {user.get_username()} across all tokens"
+        )
     with transaction.atomic():
         token, raw = ApiToken.issue(
             user, name, scope=scope, expires_at=expires_at, rate_limit_per_minute=rate_limit_per_minute

@@ -167,3 +167,23 @@ def test_the_dashboard_session_works_for_the_api_but_unsafe_calls_need_csrf(view
     assert client.get("/api/v1/me/").json()["role"] == "operator"
     response = client.post("/api/v1/nodes/", {"hostname": "x", "cpu_cores": 1, "memory_bytes": 1}, format="json")
     assert response.status_code == 403 and "CSRF" in response.json()["detail"]
+
+
+def test_a_token_may_not_have_a_higher_rate_limit_than_its_user(clients, viewer):
+    viewer.rate_limit_per_minute = 10
+    viewer.save(update_fields=["rate_limit_per_minute"])
+    over = clients[Role.VIEWER].post("/api/v1/tokens/", {"name": "x", "rate_limit_per_minute": 11}, format="json")
+    assert over.status_code == 400 and "rate_limit_per_minute" in over.json(), over.json()
+    assert (
+        clients[Role.VIEWER].post("/api/v1/tokens/", {"name": "same", "rate_limit_per_minute": 10}).status_code == 201
+    )
+    assert clients[Role.VIEWER].post("/api/v1/tokens/", {"name": "inherits"}, format="json").status_code == 201
+
+
+def test_only_admins_set_a_users_rate_limit(clients, viewer):
+    own = clients[Role.VIEWER].patch(f"/api/v1/users/{viewer.pk}/", {"rate_limit_per_minute": None}, format="json")
+    assert own.status_code == 403
+    response = clients[Role.ADMIN].patch(f"/api/v1/users/{viewer.pk}/", {"rate_limit_per_minute": 5}, format="json")
+    assert response.status_code == 200 and response.json()["rate_limit_per_minute"] == 5
+    bad = clients[Role.ADMIN].patch(f"/api/v1/users/{viewer.pk}/", {"rate_limit_per_minute": 0}, format="json")
+    assert bad.status_code == 400 and "rate_limit_per_minute" in bad.json()

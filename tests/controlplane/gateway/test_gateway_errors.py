@@ -1,53 +1,14 @@
 """The /v1 gateway through the real ASGI app: authentication, bad input and unavailable workers, all answered in
 OpenAI's error format. (Answers from a real worker are tested end to end in tests/e2e.)"""
 
-import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
-from controlplane.asgi import application
-from controlplane.choices import TokenScope
-from controlplane.gateway.auth import forget_tokens
-from controlplane.gateway.routing import forget_routes
 from controlplane.models import ApiToken, Deployment, InferenceRecord
-from controlplane.workers.client import close_async_clients
+
+from .conftest import assert_openai_error, auth
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    forget_tokens()
-    forget_routes()
-    yield
-    forget_tokens()
-    forget_routes()
-
-
-@pytest.fixture
-async def gateway():
-    yield httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://127.0.0.1")
-    await close_async_clients()  # the gateway's pool to the workers, opened on this test's loop
-
-
-@pytest.fixture
-def token(viewer):
-    return ApiToken.issue(viewer, "gw", scope=TokenScope.INFERENCE)[1]
-
-
-def auth(token):
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_openai_error(response, status, *, param=None, code=None):
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert set(error) == {"message", "type", "param", "code"} and error["message"]
-    if param is not None:
-        assert error["param"] == param
-    if code is not None:
-        assert error["code"] == code
-    return error
 
 
 async def test_calls_without_a_valid_token_get_401(gateway, viewer):
@@ -108,7 +69,10 @@ async def test_a_deployment_without_a_worker_gets_503_with_retry_after(gateway, 
     async with gateway:
         response = await gateway.post("/v1/completions", headers=auth(token), json={"model": "demo-cpu"})
     error = assert_openai_error(response, 503, code="worker_unavailable")
-    assert "pending" in error["message"] and int(response.headers["Retry-After"]) >= 1
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "pending" not in error["message"]  # the deployment's state is for operators: it goes to the record
+    record = await sync_to_async(InferenceRecord.objects.get)()
+    assert record.status_code == 503 and record.deployment_id == deployment.pk and "pending" in record.error
 
 
 async def test_a_worker_that_does_not_answer_gets_503_and_the_request_is_recorded(gateway, token, deployment):
