@@ -187,6 +187,7 @@ class AlertKind(models.TextChoices):
     JOB_FAILURE = "job_failure", "Scheduled job failed"
     SCHEDULER_HEARTBEAT = "scheduler_heartbeat", "Scheduler stopped running jobs"
     ROLLOUT = "rollout", "Rollout rolled back or failed"
+    NODE_UNATTENDED = "node_unattended", "Node without a running control plane"
 
 
 class NotificationEvent(models.TextChoices):

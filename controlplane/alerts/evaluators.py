@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from django.db.models import Count, Q
 
-from controlplane.choices import AlertKind, AlertSeverity, WorkerEventKind
+from controlplane.choices import AlertKind, AlertSeverity, DesiredState, WorkerEventKind
 from controlplane.extensions import Registry
 from controlplane.models import AlertRule, Deployment, InferenceRecord, WorkerEvent
 
@@ -194,6 +194,27 @@ def evaluate_worker_restart(rule: AlertRule, deployment: Deployment, now: dateti
     )
 
 
+def evaluate_node_unattended(rule: AlertRule, deployment: Deployment, now: datetime) -> Observation:
+    """A deployment that should run on a node whose control plane stopped stamping its heartbeat (``last_seen``):
+    nothing starts, watches or restarts its worker. A node never seen is not counted (no heartbeat to miss)."""
+    max_age = rule.parameters["max_age_s"]
+    node = deployment.node
+    age = None if node.last_seen is None else (now - node.last_seen).total_seconds()
+    firing = deployment.desired_state == DesiredState.RUNNING and age is not None and age > max_age
+    seen = "never seen" if node.last_seen is None else f"last seen {age:.0f} s ago ({node.last_seen:%Y-%m-%d %H:%M:%S})"
+    return Observation(
+        deployment=deployment,
+        key="",
+        firing=firing,
+        title=f"node {node.hostname} of {deployment.name} has no control plane running: {seen}",
+        summary=f"The control plane on each node stamps a heartbeat every few seconds; rules fire after {max_age} s "
+        "without one while a deployment should run there. Start `manage.py serve` on that node, or move the "
+        "deployment to a node that has one.",
+        values={"node": node.hostname, "heartbeat_age_s": age, "max_age_s": max_age},
+        threshold=max_age,
+    )
+
+
 Evaluate = Callable[[AlertRule, Deployment, datetime], Observation]
 
 
@@ -294,5 +315,15 @@ EVALUATORS.register(
         ),
         "Restarts and unexpected exits of a deployment's worker within a window.",
         default_severity=AlertSeverity.WARNING,
+    )
+)
+EVALUATORS.register(
+    Evaluator(
+        AlertKind.NODE_UNATTENDED,
+        "s",
+        evaluate_node_unattended,
+        (Param("max_age_s", int, 90, "Fires when the node's last heartbeat is older than this.", 15, 86_400),),
+        "A deployment that should run on a node whose control plane stopped (no heartbeat): nothing supervises it.",
+        default_severity=AlertSeverity.CRITICAL,
     )
 )

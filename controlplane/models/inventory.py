@@ -11,8 +11,20 @@ __all__ = ["GPU", "Node"]
 
 
 class Node(models.Model):
-    """A host that runs the control plane, workers, or both. ``is_local`` marks the host this process runs on."""
+    """A host that runs the control plane, workers, or both. ``is_local`` marks the host this process runs on.
 
+    ``uid`` is the node's identity: the control plane keeps it in ``VAR_DIR/node_id`` and finds its row by it, so
+    an operator may rename a node (``hostname`` is only a label) without orphaning its deployments. A node added
+    through the API has none until a control plane claims it (its first start with a matching host name).
+    ``last_seen`` is the heartbeat its control plane stamps while it runs."""
+
+    uid = models.UUIDField(
+        null=True,
+        blank=True,
+        unique=True,
+        editable=False,
+        help_text="Set by the node's control plane on its first start.",
+    )
     hostname = models.CharField(max_length=255, unique=True)
     address = models.CharField(max_length=255, default="127.0.0.1", help_text="Address workers on it are reached at.")
     cpu_cores = models.PositiveIntegerField(validators=[MinValueValidator(1)])

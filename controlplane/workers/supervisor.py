@@ -27,7 +27,7 @@ from controlplane.models import Deployment, DeploymentRevision, Node
 from controlplane.rollouts.canaries import Canaries
 from controlplane.services.deployment_config import restart_keys
 from controlplane.services.deployments import deployment_changed
-from controlplane.services.inventory import register_local_node
+from controlplane.services.inventory import heartbeat, register_local_node
 from controlplane.workers import records
 from controlplane.workers.actions import restart_plan
 from controlplane.workers.launch import live_config, make_pool, next_key, stable_key, worker_spec
@@ -62,6 +62,7 @@ class Supervisor(runtime.ServiceThread):
 
     # --- the loop ----------------------------------------------------------------------------------------------------
     def step(self) -> bool:
+        heartbeat(self.node_id)  # this node's control plane runs; deployments of nodes whose one stopped say so
         deployments = list(self._local_deployments())
         did_work = self.canaries.step(deployments)
         for deployment in deployments:
