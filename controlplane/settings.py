@@ -276,6 +276,9 @@ DRIFT_MIN_GOLDEN_ITEMS = env_int("DRIFT_MIN_GOLDEN_ITEMS", 10, minimum=1)
 WORKER_CPU_THREADS = env_int("WORKER_CPU_THREADS", 0, minimum=0, maximum=1024)
 # After a canary is promoted, the replaced worker keeps serving requests already routed to it this long.
 WORKER_RETIRE_GRACE_S = env_float("WORKER_RETIRE_GRACE_S", 5, minimum=0)
+# Start workers with fault injection (POST /control/faults: leak memory, slow steps, fail requests; docs/faults.md).
+# For tests and benchmarks only: never in production.
+WORKER_FAULT_INJECTION = env_bool("WORKER_FAULT_INJECTION", False)
 # --- live metrics (docs/monitoring.md) -------------------------------------------------------------------------------
 # The collector in `serve`: GPUs (NVML), the host and every local worker, each METRICS_INTERVAL_S.
 METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
@@ -290,6 +293,9 @@ METRICS_CLIENT_BUFFER = env_int("METRICS_CLIENT_BUFFER", 32, minimum=1, maximum=
 METRICS_TOKEN = env_secret("METRICS_TOKEN")
 # NVML inventory discovery (GPUs registered on the local node) runs this often.
 METRICS_DISCOVERY_INTERVAL_S = env_float("METRICS_DISCOVERY_INTERVAL_S", 300, minimum=1)
+# Leak detector parameters as JSON of LeakConfig fields (controlplane/stats/leak.py), e.g. '{"windows_s": [60]}' for
+# tests and benchmarks; empty: the calibrated defaults (docs/statistics.md).
+METRICS_LEAK_CONFIG = env_str("METRICS_LEAK_CONFIG", "")
 # --- the /v1 gateway -----------------------------------------------------------------------------------------------
 GATEWAY_TOKEN_CACHE_S = env_float("GATEWAY_TOKEN_CACHE_S", 5, minimum=0, maximum=300)
 GATEWAY_ROUTE_CACHE_S = env_float("GATEWAY_ROUTE_CACHE_S", 1, minimum=0, maximum=60)

@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from inference.protocol import PRECISIONS, ConfigError, add_flags, config_from_flags  # torch-free
+from inference.protocol import FAULT_INJECTION_FLAG, PRECISIONS, ConfigError, add_flags, config_from_flags
 
 DEMO_MODEL = Path(__file__).resolve().parent / "demo" / "moe-demo-v1"
 
@@ -26,6 +26,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--control-token", default=None, help="bearer token of /control (env WORKER_CONTROL_TOKEN)")
     p.add_argument("--api-key", default=None, help="bearer key required by /v1 (env WORKER_API_KEY)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument(FAULT_INJECTION_FLAG, action="store_true", help="enable POST /control/faults (tests only)")
     add_flags(p)  # every setting of the worker contract (inference/protocol.py), with its bounds and default
 
 
@@ -75,7 +76,12 @@ def serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("WORKER_API_KEY") or None
     engine = Engine(config)
     load = StartupLoad(args.model or str(DEMO_MODEL), startup.precision, args.device, args.model_id)
-    app = create_app(engine, token, api_key, load)
+    faults = None
+    if args.enable_fault_injection:
+        from inference.faults import Faults
+
+        faults = Faults(engine.active_device)
+    app = create_app(engine, token, api_key, load, faults)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal; exit 0 after that clean shutdown.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Body, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inference.engine import Engine
 from inference.errors import InvalidRequest
+from inference.faults import Faults
 from inference.protocol import WorkerConfig, describe
 from inference.report import engine_stats
 from inference.schemas import ExpireRequest, LoadRequest, PerplexityRequest
@@ -106,3 +108,32 @@ def reset_experts(request: Request) -> dict[str, Any]:
     """Zero the expert activation counters."""
     _engine(request).reset_expert_counts()
     return {"reset": True}
+
+
+def _faults(request: Request) -> Faults:
+    """The worker's fault injection; 404 (as for an unknown route) unless it started with it enabled."""
+    faults: Faults | None = getattr(request.app.state, "faults", None)
+    if faults is None:
+        raise StarletteHTTPException(404, "Not Found")
+    return faults
+
+
+@router.get("/faults")
+def get_faults(request: Request) -> dict[str, Any]:
+    """The injected faults and what they did so far (leaked bytes, failed requests)."""
+    return _faults(request).to_dict()
+
+
+@router.post("/faults")
+def set_faults(request: Request, changes: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+    """Set faults: ``leak_mb_per_min``, ``step_delay_ms``, ``fail_percent`` (fields left out keep their value)."""
+    faults = _faults(request)
+    if not isinstance(changes, dict):
+        raise InvalidRequest("the body must be a JSON object of faults", None)
+    return faults.update(changes)
+
+
+@router.delete("/faults")
+def clear_faults(request: Request) -> dict[str, Any]:
+    """No faults any more; the leaked memory is freed."""
+    return _faults(request).reset()

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from inference.batcher import GenerationRequest, Sequence, Sink
 from inference.errors import NoModel, Overloaded, Unavailable
+from inference.faults import Faults
 from inference.lane import Hooks, Lane, Observer, Shared
 from inference.lifecycle import ModelLifecycle
 from inference.loading import LoadProgress
@@ -57,6 +58,7 @@ class Engine(ModelLifecycle):
         self._started = clock()
         self._last_progress = clock()
         self._last_sweep = clock()
+        self.faults: Faults | None = None  # set when the worker runs with fault injection enabled
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -125,6 +127,8 @@ class Engine(ModelLifecycle):
         for lane in list(self._lanes):
             self._busy_since = self.clock()
             try:
+                if self.faults is not None and lane.busy:
+                    self.faults.slow_step()
                 worked, lane_hold = lane.step(self._config)
             finally:
                 self._busy_since = None
@@ -309,6 +313,11 @@ class Engine(ModelLifecycle):
         """Loaded lanes (active last when swapping)."""
         with self._lock:
             return list(self._lanes)
+
+    def active_device(self) -> str | None:
+        """The device of the model new requests go to (``cpu``, ``cuda:0``), None without one."""
+        lane = self._active
+        return str(lane.runner.device) if lane is not None else None
 
     def active_lane(self) -> Lane | None:
         return self._active

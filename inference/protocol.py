@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any, Literal, TypedDict, TypeVar
 
 __all__ = [
+    "FAULT_INJECTION_FLAG",
     "LIVE",
     "LIVE_KEYS",
     "PRECISIONS",
@@ -480,6 +481,11 @@ def to_argv(config: Mapping[str, Any]) -> list[str]:
         text = json.dumps(value) if isinstance(value, list) else str(value)
         argv += [spec.flag, text]
     return argv
+
+
+# The worker's start flag that turns on ``/control/faults`` (inference/faults.py); the control plane passes it only when
+# its WORKER_FAULT_INJECTION setting is on.
+FAULT_INJECTION_FLAG = "--enable-fault-injection"
 
 
 # --- replies ---------------------------------------------------------------------------------------------------------

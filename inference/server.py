@@ -25,6 +25,7 @@ from inference.api_control import router as control_router
 from inference.api_openai import router as openai_router
 from inference.engine import Engine
 from inference.errors import InvalidRequest, Overloaded, PayloadTooLarge, Unauthorized, WorkerError
+from inference.faults import Faults
 from inference.metrics import WorkerMetrics
 from inference.protocol import ConfigError
 
@@ -162,6 +163,23 @@ class Gate:
         await self.app(scope, _replay(b"".join(chunks), receive), send)
 
 
+class FaultGate:
+    """ASGI middleware of a worker with fault injection enabled: fails the configured share of ``/v1`` requests
+    with a 500 that says it was injected, before they reach the engine."""
+
+    def __init__(self, app: Any, faults: Faults) -> None:
+        self.app, self.faults = app, faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/v1/") and scope["method"] == "POST":
+            message = self.faults.fail_request()
+            if message is not None:
+                await error_response(WorkerError(message, code="injected_fault"))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
@@ -186,9 +204,14 @@ def _start_load(engine: Engine, load: StartupLoad) -> None:
 
 
 def create_app(
-    engine: Engine, control_token: str, api_key: str | None = None, startup_load: StartupLoad | None = None
+    engine: Engine,
+    control_token: str,
+    api_key: str | None = None,
+    startup_load: StartupLoad | None = None,
+    faults: Faults | None = None,
 ) -> FastAPI:
-    """The worker app; the engine is started on start-up (if needed) and stopped on shutdown."""
+    """The worker app; the engine is started on start-up (if needed) and stopped on shutdown. ``faults``: fault
+    injection enabled (``/control/faults``); None (the default) leaves it off."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -196,6 +219,8 @@ def create_app(
         if startup_load is not None:
             _start_load(engine, startup_load)
         yield
+        if faults is not None:
+            faults.stop()
         engine.stop()
 
     app = FastAPI(title="lcp inference worker", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -205,7 +230,12 @@ def create_app(
     metrics = WorkerMetrics(engine)
     engine.observer = metrics
     app.state.metrics = metrics
+    app.state.faults = faults
+    engine.faults = faults
     _install_error_handlers(app)
+    if faults is not None:
+        app.add_middleware(FaultGate, faults=faults)
+        log.warning("fault injection is enabled (POST /control/faults): never use this worker in production")
     app.add_middleware(Gate, limit=lambda: engine.config.max_body_bytes, control_token=control_token, api_key=api_key)
     app.include_router(openai_router)
     app.include_router(control_router)

@@ -16,6 +16,7 @@ Every METRICS_DISCOVERY_INTERVAL_S the GPUs NVML finds are registered on the loc
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -403,4 +404,5 @@ def create_service() -> MetricsService | None:
     """The service for ``serve`` (registered in ``apps.py``), or None with METRICS_ENABLED off."""
     if not settings.METRICS_ENABLED:
         return None
-    return MetricsService(register_local_node())
+    leak = LeakConfig(**json.loads(settings.METRICS_LEAK_CONFIG)) if settings.METRICS_LEAK_CONFIG else None
+    return MetricsService(register_local_node(), leak_config=leak)

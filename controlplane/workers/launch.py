@@ -130,6 +130,8 @@ def worker_spec(
         argv = [sys.executable, "-m", "inference", "serve", "--host", host, "--port", str(port)]
         argv += ["--model", model_version.artifact_path, "--model-id", deployment.name]
         argv += protocol.to_argv(worker_config)
+        if settings.WORKER_FAULT_INJECTION:
+            argv.append(protocol.FAULT_INJECTION_FLAG)
         return argv + (["--device", "cpu"] if not gpus else [])
 
     deployment_id = deployment.pk
