@@ -227,6 +227,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "controlplane.api.schema.postprocess",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "ModelStatusEnum": "controlplane.choices.ModelStatus",
         "NodeStatusEnum": "controlplane.choices.NodeStatus",

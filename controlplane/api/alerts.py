@@ -27,7 +27,9 @@ class AlertRuleSerializer(StrictMixin, serializers.ModelSerializer):
     )
     parameters = serializers.JSONField(required=False, help_text="Per kind; see docs/alerts.md. Replaced as a whole.")
     recipients = serializers.JSONField(required=False, help_text="E-mail addresses; empty: ONCALL_EMAILS.")
-    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = AlertRule
@@ -89,10 +91,10 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 class AlertSerializer(serializers.ModelSerializer):
     acknowledged_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
     resolved_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
 
     class Meta:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import cast
 
 import django_filters
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -21,7 +21,7 @@ from .serializers import StrictMixin
 
 class JobRunSerializer(serializers.ModelSerializer):
     requested_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
 
     class Meta:
@@ -80,6 +80,14 @@ class RunNowResultSerializer(serializers.Serializer):
     run = JobRunSerializer(allow_null=True, help_text="The run, when it ran inline (no scheduler was running).")
 
 
+@extend_schema_serializer(many=False)
+class JobListSerializer(serializers.Serializer):
+    """Every job: not paginated (there are a handful)."""
+
+    count = serializers.IntegerField()
+    results = JobSerializer(many=True)
+
+
 class JobViewSet(viewsets.ViewSet):
     """Scheduled jobs. They are declared in code (``controlplane/jobs/registry.py``); here they are read and run now."""
 
@@ -93,7 +101,7 @@ class JobViewSet(viewsets.ViewSet):
         except LookupError:
             raise exceptions.NotFound(f"There is no job called {name!r}.") from None
 
-    @extend_schema(responses=JobSerializer(many=True))
+    @extend_schema(responses=JobListSerializer)
     def list(self, request):
         rows = job_service.job_statuses()
         return Response({"count": len(rows), "results": JobSerializer(rows, many=True).data})

@@ -40,7 +40,9 @@ class StrictMixin:
 
 
 class ModelVersionSerializer(StrictMixin, serializers.ModelSerializer):
-    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     sha256 = serializers.RegexField(
         r"^[0-9a-fA-F]{64}$", required=False, help_text="Optional on create: must match the computed checksum."
     )
@@ -131,7 +133,9 @@ class DeploymentRevisionSerializer(serializers.ModelSerializer):
     model_version_label: serializers.StringRelatedField[ModelVersion] = serializers.StringRelatedField(
         source="model_version"
     )
-    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = DeploymentRevision
@@ -155,7 +159,9 @@ class DeploymentSerializer(StrictMixin, serializers.ModelSerializer):
     comment = serializers.CharField(write_only=True, required=False, allow_blank=True, max_length=500)
     revision = serializers.IntegerField(source="current_revision.number", read_only=True)
     model_version_label = serializers.SerializerMethodField()
-    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Deployment
@@ -315,7 +321,9 @@ class RolloutSerializer(serializers.ModelSerializer):
     base_revision = serializers.IntegerField(source="base_revision.number", read_only=True)
     result_revision = serializers.IntegerField(source="result_revision.number", read_only=True, default=None)
     weight = serializers.IntegerField(read_only=True)
-    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     traffic = serializers.SerializerMethodField(help_text="Requests served since the rollout began, per version.")
 
     def get_traffic(self, obj) -> dict:
@@ -378,7 +386,9 @@ class RolloutActionSerializer(StrictMixin, serializers.Serializer):
 
 class GoldenSetSerializer(StrictMixin, serializers.ModelSerializer):
     items = serializers.JSONField(help_text="A list of {prompt, reference} objects, or the same as JSON Lines text.")
-    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     item_count = serializers.SerializerMethodField()
 
     class Meta:

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -164,7 +164,7 @@ class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
         older, newer = found[numbers["from"]], found[numbers["to"]]
         return Response({"from": older.number, "to": newer.number, "changes": deployments.revision_diff(older, newer)})
 
-    @extend_schema(request=None, responses=serializers.RestartSerializer)
+    @extend_schema(request=None, responses={202: serializers.RestartSerializer})
     @action(detail=True, methods=["post"])
     def restart(self, request, pk=None):
         """Restart the worker. ``restart.mode`` says how: ``rolling`` (a new worker starts beside the running one and
@@ -175,23 +175,25 @@ class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
         data = {**self.get_serializer(deployment).data, "restart": plan.as_dict()}
         return Response(data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses=serializers.DeploymentSerializer)
+    @extend_schema(request=None, responses={202: serializers.DeploymentSerializer})
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         deployment = workers.set_running(self.actor, self.get_object(), True)
         return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses=serializers.DeploymentSerializer)
+    @extend_schema(request=None, responses={202: serializers.DeploymentSerializer})
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
         deployment = workers.set_running(self.actor, self.get_object(), False)
         return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def worker(self, request, pk=None):
         """The worker's state as the supervisor sees it, and its live config and stats as it reports them."""
         return Response(workers.live_state(self.get_object()))
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def cache(self, request, pk=None):
         """Response-cache hits, misses and bytes for this deployment."""
@@ -214,7 +216,7 @@ class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
         return Response(serializers.RolloutSerializer(rollout).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=serializers.DriftRunSerializer, responses={201: serializers.DriftCheckSerializer(many=True)})
-    @action(detail=True, methods=["post"], url_path="drift-checks")
+    @action(detail=True, methods=["post"], url_path="drift-checks", pagination_class=None)  # a plain list
     def drift_checks(self, request, pk=None):
         """Run drift checks on this deployment now (operator)."""
         deployment = self.get_object()
@@ -303,7 +305,9 @@ class SessionViewSet(ActorMixin, viewsets.ViewSet):
         sessions, errors = workers.list_sessions(queryset)
         return Response({"count": len(sessions), "results": sessions, "unreachable": errors})
 
-    @extend_schema(parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)], responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)], responses={200: OpenApiTypes.OBJECT}
+    )
     def destroy(self, request, pk=None):
         raw_id, _, session_id = (pk or "").partition(":")
         deployment_id = parse_id(raw_id, "id", "<deployment id>:<session id>")
@@ -413,9 +417,14 @@ class UserViewSet(ActorMixin, viewsets.ModelViewSet):
         serializer.instance = accounts.update_user(self.actor, serializer.instance, **serializer.validated_data)
 
 
+@extend_schema_serializer(many=False, component_name="Me")
+class _MeSchema(serializers.UserSerializer):
+    """The signed-in user: one object, though the route is a list route."""
+
+
 class MeViewSet(viewsets.ViewSet):
     """The signed-in user and their role."""
 
-    @extend_schema(responses=serializers.UserSerializer)
+    @extend_schema(responses=_MeSchema)
     def list(self, request):
         return Response(serializers.UserSerializer(request.user).data)
