@@ -1,13 +1,8 @@
-// The deployment page: worker actions ask for confirmation, and while a worker starts or is replaced the status
+// The deployment page (its forms' confirmations are forms.js's data-confirm): while a worker starts or is replaced the status
 // is followed live (the REST API, with the page's session) until it settles; then the page reloads to show the
 // true state: the worker's own live config and measured memory.
 (function () {
   "use strict";
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-    });
-  });
   var status = document.getElementById("deployment-status");
   if (!status || !status.dataset.busy) return;
   var badge = status.querySelector('[data-field="status"]');
