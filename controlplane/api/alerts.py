@@ -17,6 +17,7 @@ from controlplane.alerts import delivery, rules, service
 from controlplane.choices import Role
 from controlplane.models import Alert, AlertRule, Deployment, Notification, NotificationAttempt, User
 
+from .filters import FilterSet
 from .serializers import StrictMixin
 from .views import ActorMixin
 
@@ -134,13 +135,13 @@ class AlertActionSerializer(StrictMixin, serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
-class AlertRuleFilter(django_filters.FilterSet):
+class AlertRuleFilter(FilterSet):
     class Meta:
         model = AlertRule
         fields = ["name", "kind", "deployment", "severity", "enabled"]
 
 
-class AlertFilter(django_filters.FilterSet):
+class AlertFilter(FilterSet):
     since = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
 
     class Meta:
@@ -148,7 +149,7 @@ class AlertFilter(django_filters.FilterSet):
         fields = ["state", "severity", "kind", "deployment", "rule", "since"]
 
 
-class NotificationFilter(django_filters.FilterSet):
+class NotificationFilter(FilterSet):
     class Meta:
         model = Notification
         fields = ["status", "event", "alert"]

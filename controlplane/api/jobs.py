@@ -16,6 +16,7 @@ from controlplane.jobs import status as job_service
 from controlplane.models import JobRun, User
 from controlplane.services import audit
 
+from .filters import FilterSet
 from .serializers import StrictMixin
 
 
@@ -127,7 +128,7 @@ class JobViewSet(viewsets.ViewSet):
         return Response({"status": "ran", "request": None, "run": JobRunSerializer(outcome.run).data})
 
 
-class JobRunFilter(django_filters.FilterSet):
+class JobRunFilter(FilterSet):
     since = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
 
     class Meta:

@@ -69,3 +69,41 @@ def test_an_unexpected_error_under_the_api_is_a_500_in_json(clients, monkeypatch
     assert response.status_code == 500
     assert response.json() == {"detail": "Internal server error.", "code": "server_error"}
     assert "boom" not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/deployments/?node=987654",
+        "/api/v1/worker-events/?deployment=987654",
+        "/api/v1/alerts/?deployment=987654&rule=987654",
+        "/api/v1/notifications/?alert=987654",
+        "/api/v1/golden-sets/?model_version=987654",
+    ],
+)
+def test_filtering_on_an_id_no_object_has_lists_nothing(clients, path):
+    response = clients[Role.VIEWER].get(path)
+    assert response.status_code == 200, response.content
+    assert response.json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/deployments/?status=", "status"),
+        ("/api/v1/audit-events/?until=", "until"),
+        ("/api/v1/job-runs/?since=", "since"),
+        ("/api/v1/deployments/?node=abc", "node"),
+        ("/api/v1/nodes/?offset=null", "offset"),
+        ("/api/v1/nodes/?limit=ten", "limit"),
+    ],
+)
+def test_an_empty_or_mistyped_filter_or_page_parameter_is_a_400_naming_it(clients, path, field):
+    response = clients[Role.VIEWER].get(path)
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+
+
+def test_free_text_filters_may_be_empty_and_pages_may_be_given(clients):
+    assert clients[Role.VIEWER].get("/api/v1/deployments/?name=").status_code == 200
+    assert clients[Role.VIEWER].get("/api/v1/nodes/?limit=5&offset=0").status_code == 200
