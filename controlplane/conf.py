@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import overload
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -115,13 +116,34 @@ def env_secret(name: str) -> str | None:
         raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter (0700): created so, or narrowed if this process owns it.
+    A shared directory (sticky, as /tmp) is left as it is."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX and stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` as a file only its owner can read (0600), created empty if missing. SQLite gives the database's
+    -wal and -shm files the database file's own mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if each.exists() and each.stat().st_uid == os.getuid() and stat.S_IMODE(each.stat().st_mode) & 0o077:
+            each.chmod(0o600)
+    return path
+
+
 def persistent_secret_key(path: Path) -> str:
     """The secret key kept in ``path``, generated on first use with owner-only permissions."""
     if path.exists():
         key = path.read_text().strip()
         if len(key) >= 50:
             return key
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     key = secrets.token_urlsafe(64)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

@@ -21,6 +21,8 @@ from controlplane.conf import (
     env_secret,
     env_str,
     persistent_secret_key,
+    private_dir,
+    private_file,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -107,7 +109,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # that concurrency behaves as in production.
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"lcp-test-{os.getpid()}.sqlite3")}
     if not TESTING:
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        # var/ is the owner's alone (0700), and so is the database in it (0600): it holds token hashes and sessions
+        private_dir(Path(DATABASES["default"]["NAME"]).parent)
+        private_file(Path(DATABASES["default"]["NAME"]))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channel layer and cache: Redis when REDIS_URL is set, in-process otherwise ------------------------------------
@@ -238,6 +242,8 @@ SPECTACULAR_SETTINGS = {
     ],
     "ENUM_NAME_OVERRIDES": {
         "ModelStatusEnum": "controlplane.choices.ModelStatus",
+        "UserRoleEnum": "controlplane.choices.Role",
+        "NodeRoleEnum": "controlplane.choices.NodeRole",
         "NodeStatusEnum": "controlplane.choices.NodeStatus",
         "DeploymentStatusEnum": "controlplane.choices.DeploymentStatus",
         "AlertKindEnum": "controlplane.choices.AlertKind",

@@ -96,3 +96,24 @@ def test_email_urls(monkeypatch, tmp_path):
     assert conf.env_email("E", tmp_path)["EMAIL_PORT"] == 465
     monkeypatch.delenv("E")
     assert conf.env_email("E", tmp_path)["EMAIL_FILE_PATH"] == str(tmp_path)
+
+
+def test_the_var_directory_and_the_database_are_the_owners_alone(tmp_path):
+    var = tmp_path / "var"
+    assert start({}, tmp_path=var).returncode == 0
+    assert oct(var.stat().st_mode & 0o777) == "0o700"
+    assert oct((var / "controlplane.sqlite3").stat().st_mode & 0o777) == "0o600"
+    # an existing world-readable layout is narrowed on the next start
+    var.chmod(0o755)
+    (var / "controlplane.sqlite3").chmod(0o644)
+    assert start({}, tmp_path=var).returncode == 0
+    assert oct(var.stat().st_mode & 0o777) == "0o700"
+    assert oct((var / "controlplane.sqlite3").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_shared_sticky_directory_is_left_as_it_is(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    conf.private_dir(shared)
+    assert oct(shared.stat().st_mode & 0o7777) == "0o1777"
