@@ -14,7 +14,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
-from controlplane.choices import DeploymentStatus, DesiredState
+from controlplane.choices import DeploymentStatus, DesiredState, Role
 from controlplane.models import Deployment
 
 logger = logging.getLogger(__name__)
@@ -85,9 +85,17 @@ def run_checks() -> dict[str, dict]:
     return results
 
 
+def sees_detail(user) -> bool:
+    """Operators, admins and staff see what each check found (deployment names, errors, the scheduler's host and
+    pid); anyone else, a load balancer included, sees only whether each check passed."""
+    return bool(user.is_authenticated and (user.is_staff or user.has_role(Role.OPERATOR)))
+
+
 @require_GET
 def readyz(request):
     results = run_checks()
     failed = [name for name, result in results.items() if not result["ok"]]
+    if not sees_detail(request.user):
+        results = {name: {"ok": result["ok"]} for name, result in results.items()}
     body = {"status": "ok" if not failed else "unavailable", "failed": failed, "checks": results}
     return JsonResponse(body, status=200 if not failed else 503)

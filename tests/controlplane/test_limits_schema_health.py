@@ -66,7 +66,9 @@ async def test_static_files_are_served_by_the_asgi_app_without_login():
         assert escape.status_code == 404 and b"SECRET_KEY" not in escape.content
 
 
-def test_readyz_answers_503_naming_what_failed(client, monkeypatch):
+def test_readyz_answers_503_naming_what_failed(as_operator, monkeypatch):
+    client = as_operator
+
     def broken():
         raise ConnectionError("worker did not answer")
 
@@ -79,12 +81,28 @@ def test_readyz_answers_503_naming_what_failed(client, monkeypatch):
     assert body["checks"]["database"]["ok"]
 
 
-def test_readyz_names_a_deployment_whose_worker_is_not_serving(client, deployment):
+def test_readyz_names_a_deployment_whose_worker_is_not_serving(as_operator, deployment):
     from controlplane.models import Deployment
 
+    client = as_operator
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["failed"] == ["workers"]
     assert "demo-cpu (pending" in response.json()["checks"]["workers"]["error"]
     Deployment.objects.filter(pk=deployment.pk).update(status="running", worker_url="http://127.0.0.1:9")
     assert client.get("/readyz").status_code == 200
+
+
+def test_anonymous_readyz_says_only_whether_each_check_passed(client, deployment, monkeypatch):
+    monkeypatch.setitem(health.READINESS_CHECKS, "scheduler", lambda: {"host": "ops-host-1", "pid": 4242})
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable" and body["failed"] == ["workers"]
+    assert body["checks"]["workers"] == {"ok": False} and body["checks"]["scheduler"] == {"ok": True}
+    text = response.content.decode()
+    assert "demo-cpu" not in text and "ops-host-1" not in text and "4242" not in text
+
+
+def test_a_viewer_gets_no_detail_either(as_viewer, deployment):
+    assert as_viewer.get("/readyz").json()["checks"]["workers"] == {"ok": False}

@@ -115,8 +115,8 @@ def test_a_just_started_watcher_gives_a_starting_scheduler_the_threshold_before_
     assert handed == [(None, clock())]
 
 
-def test_readyz_reports_a_stale_scheduler_without_failing(client):
-    response = client.get("/readyz")
+def test_readyz_reports_a_stale_scheduler_without_failing(as_operator):
+    response = as_operator.get("/readyz")
     assert response.status_code == 200
     report = response.json()["checks"]["scheduler"]
     assert report["ok"] and report["stale"] and report["state"] == SchedulerState.NEVER_RAN
