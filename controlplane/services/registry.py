@@ -28,6 +28,19 @@ EDITABLE_FIELDS = ("status", "description", "baseline_quality")
 MANIFEST = "manifest.json"  # a native checkpoint's sha256 of every other file (inference/checkpoint.py)
 
 
+def shown(text: str) -> str:
+    """``text`` with every server path made relative to its model directory (or to the project), so that error
+    messages name the artifact's files without telling where the server keeps them."""
+    roots = sorted((str(root) for root in settings.MODEL_DIRS), key=len, reverse=True)
+    for root in roots:
+        text = text.replace(root + "/", "").replace(root, ".")
+    return text.replace(str(settings.BASE_DIR) + "/", "")
+
+
+def _artifact_error(message: str) -> InvalidInput:
+    return InvalidInput.field("artifact_path", shown(message))
+
+
 def resolve_artifact_path(raw: str) -> Path:
     """The real path of ``raw`` (relative paths are taken from the project root), inside an allowed model directory."""
     if not raw or "\x00" in raw:
@@ -38,10 +51,9 @@ def resolve_artifact_path(raw: str) -> Path:
     path = path.resolve()
     allowed = settings.MODEL_DIRS
     if not any(path.is_relative_to(root) for root in allowed):
-        roots = ", ".join(str(root) for root in allowed)
-        raise InvalidInput.field("artifact_path", f"{path} is outside the allowed model directories ({roots})")
+        raise InvalidInput.field("artifact_path", "is outside the model directories (MODEL_DIRS)")
     if not path.exists():
-        raise InvalidInput.field("artifact_path", f"{path} does not exist")
+        raise _artifact_error(f"{path} does not exist")
     return path
 
 
@@ -56,7 +68,7 @@ def verify_manifest(path: Path) -> dict[str, str]:
     try:
         files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput.field("artifact_path", f"{MANIFEST} is not a valid manifest ({exc})") from None
+        raise _artifact_error(f"{MANIFEST} is not a valid manifest ({exc})") from None
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise InvalidInput.field("artifact_path", f'{MANIFEST}: "files" must map file names to sha256 strings')
     verified: dict[str, str] = {}
@@ -103,7 +115,7 @@ def register_model_version(
         arch = read_model_config(path)
         parameters = count_parameters(path)
     except (ValueError, OSError, KeyError) as exc:
-        raise InvalidInput.field("artifact_path", f"is not a readable model checkpoint: {exc}") from None
+        raise _artifact_error(f"is not a readable model checkpoint: {exc}") from None
     if format and format != arch["format"]:
         raise InvalidInput.field("format", f"is {format!r} but the artifact is a {arch['format']!r} checkpoint")
     if parameters < 1:

@@ -86,3 +86,24 @@ def test_a_version_in_use_cannot_be_deleted(clients, deployment):
     assert response.status_code == 409
     assert "demo-cpu" in response.json()["detail"]
     assert ModelVersion.objects.filter(pk=version.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("artifact", "expected"),
+    [
+        ("MODELDIR/missing", "missing does not exist"),
+        ("/etc", "is outside the model directories"),
+        ("MODELDIR/broken", "is not a readable model checkpoint"),
+    ],
+)
+def test_artifact_errors_name_paths_relative_to_the_model_directory(clients, model_dir, artifact, expected):
+    from django.conf import settings as django_settings
+
+    (model_dir / "broken").mkdir()
+    (model_dir / "broken" / "config.json").write_text("{not json")
+    body = {"name": "x", "version": "1", "artifact_path": artifact.replace("MODELDIR", str(model_dir))}
+    response = clients[Role.OPERATOR].post("/api/v1/model-versions/", body, format="json")
+    assert response.status_code == 400
+    message = response.json()["artifact_path"][0]
+    assert expected in message
+    assert str(model_dir) not in message and str(django_settings.BASE_DIR) not in message
