@@ -12,7 +12,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,52 +21,15 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.serve import ControlPlane, pid_alive, wait_for  # noqa: E402
+from tests.e2e.serve import ControlPlane, Load, pid_alive, wait_for  # noqa: E402
 
 CLIENTS = 4
-
-
-class Load:
-    """Clients sending completions back to back; each result is (time sent, status code)."""
-
-    def __init__(self, plane: ControlPlane) -> None:
-        self.plane, self.results, self.stop = plane, [], threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(CLIENTS)]
-
-    def run(self) -> None:
-        headers = {"Authorization": f"Bearer {self.plane.token}"}
-        body = {"model": "demo", "prompt": "If", "max_tokens": 8, "temperature": 0.9}
-        with httpx.Client(timeout=120) as http:
-            while not self.stop.is_set():
-                sent = time.monotonic()
-                try:
-                    code = http.post(self.plane.url + "/v1/completions", headers=headers, json=body).status_code
-                except httpx.HTTPError:
-                    code = 0
-                with self.lock:
-                    self.results.append((sent, code))
-
-    def __enter__(self) -> Load:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(120)
-
-    def since(self, t0: float) -> list[int]:
-        with self.lock:
-            return [code for sent, code in self.results if sent >= t0]
 
 
 def one_restart(plane: ControlPlane, api: httpx.Client, deployment_id: int) -> dict:
     url = f"/api/v1/deployments/{deployment_id}/"
     old_pid = api.get(url).json()["worker_pid"]
-    with Load(plane) as load:
-        wait_for(lambda: load.since(0).count(200) >= 8, what="load to be served")
+    with Load(plane, clients=CLIENTS) as load:
         t0 = time.monotonic()
         mode = api.post(url + "restart/").json()["restart"]["mode"]
         wait_for(

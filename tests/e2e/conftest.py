@@ -6,7 +6,7 @@ from aiosmtpd.controller import Controller
 
 from tests.smtp import Mailbox, free_port
 
-from .serve import ControlPlane
+from .serve import ControlPlane, wait_for
 
 
 @pytest.fixture
@@ -51,3 +51,15 @@ def plane_with_mail(make_plane, mailbox):
     )
     yield plane
     plane.stop()
+
+
+@pytest.fixture(scope="module")
+def running_plane(make_plane):
+    """A control plane whose demo deployment is running."""
+    plane = make_plane()
+    with plane.api() as api:
+        wait_for(
+            lambda: [d["status"] for d in api.get("/api/v1/deployments/").json()["results"]] == ["running"],
+            what="the demo deployment to be running",
+        )
+    return plane

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,3 +171,47 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+class Load:
+    """Steady traffic through the gateway: ``clients`` threads sending completions back to back. Every answer is
+    kept as (time sent, status code); 0 stands for no answer at all (a connection error)."""
+
+    def __init__(self, plane: ControlPlane, clients: int = 4, body: dict | None = None) -> None:
+        self.plane, self.results, self.stop_event = plane, [], threading.Event()
+        self.body = body or {"model": "demo", "prompt": "If", "max_tokens": 8, "temperature": 0.9}
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.plane.token}"}
+        with httpx.Client(timeout=120) as http:
+            while not self.stop_event.is_set():
+                sent = time.monotonic()
+                try:
+                    code = http.post(self.plane.url + "/v1/completions", json=self.body, headers=headers).status_code
+                except httpx.HTTPError:
+                    code = 0
+                with self.lock:
+                    self.results.append((sent, code))
+
+    @property
+    def statuses(self) -> list[int]:
+        with self.lock:
+            return [code for _, code in self.results]
+
+    def since(self, started: float) -> list[int]:
+        """The status codes of the requests sent at or after ``started`` (a ``time.monotonic()`` value)."""
+        with self.lock:
+            return [code for sent, code in self.results if sent >= started]
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        wait_for(lambda: self.statuses.count(200) >= 4, what="the load to be served")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(120)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import httpx
 import pytest
 from openai import OpenAI
 
-from .serve import pid_alive, wait_for
+from .serve import Load, pid_alive, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -148,35 +147,18 @@ def test_a_rate_limited_token_gets_429_with_retry_after(plane, api):
 def test_killing_the_worker_under_load_only_fails_requests_in_flight_and_it_comes_back(plane, api, demo):
     revisions_before = api.get(f"/api/v1/deployments/{demo['id']}/revisions/").json()["count"]
     pid = api.get(f"/api/v1/deployments/{demo['id']}/").json()["worker_pid"]
-    results, stop = [], threading.Event()
-
-    def load():
-        with httpx.Client(timeout=120) as http:
-            while not stop.is_set():
-                response = http.post(
-                    plane.url + "/v1/completions",
-                    headers={"Authorization": f"Bearer {plane.token}"},
-                    json={"model": "demo", "prompt": "If", "max_tokens": 8, "temperature": 0.9},
-                )
-                results.append(response.status_code)
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    wait_for(lambda: results.count(200) >= 4, what="load to be served")
-    os.kill(pid, signal.SIGKILL)
-    wait_for(
-        lambda: (
-            api.get(f"/api/v1/deployments/{demo['id']}/").json()["worker_pid"] not in (pid, None)
-            and api.get(f"/api/v1/deployments/{demo['id']}/").json()["status"] == "running"
-        ),
-        what="the restart",
-    )
-    served_after = results.count(200)
-    wait_for(lambda: results.count(200) >= served_after + 4, what="requests to succeed after the restart")
-    stop.set()
-    for thread in threads:
-        thread.join(120)
+    with Load(plane) as load:
+        os.kill(pid, signal.SIGKILL)
+        wait_for(
+            lambda: (
+                api.get(f"/api/v1/deployments/{demo['id']}/").json()["worker_pid"] not in (pid, None)
+                and api.get(f"/api/v1/deployments/{demo['id']}/").json()["status"] == "running"
+            ),
+            what="the restart",
+        )
+        served_after = load.statuses.count(200)
+        wait_for(lambda: load.statuses.count(200) >= served_after + 4, what="requests to succeed after the restart")
+    results = load.statuses
     failures = [code for code in results if code != 200]
     assert set(failures) <= {502, 503}, failures  # clean errors (worker down / interrupted), never a hang or a 500
     events = api.get(f"/api/v1/worker-events/?deployment={demo['id']}").json()["results"]
@@ -190,23 +172,7 @@ def test_a_restart_under_steady_load_fails_no_request_and_raises_no_alert(plane,
     old_pid = api.get(url).json()["worker_pid"]
     events_url = f"/api/v1/worker-events/?deployment={demo['id']}"
     seen = {e["id"] for e in api.get(events_url).json()["results"]}
-    results, stop = [], threading.Event()
-
-    def load():
-        with httpx.Client(timeout=120) as http:
-            while not stop.is_set():
-                response = http.post(
-                    plane.url + "/v1/completions",
-                    headers={"Authorization": f"Bearer {plane.token}"},
-                    json={"model": "demo", "prompt": "If", "max_tokens": 8, "temperature": 0.9},
-                )
-                results.append(response.status_code)
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        wait_for(lambda: results.count(200) >= 4, what="load to be served")
+    with Load(plane) as load:
         answer = api.post(url + "restart/")
         assert answer.status_code == 202 and answer.json()["restart"]["mode"] == "rolling", answer.text
         wait_for(
@@ -214,12 +180,9 @@ def test_a_restart_under_steady_load_fails_no_request_and_raises_no_alert(plane,
             timeout=300,
             what="the new worker to serve and the old one to finish and stop",
         )
-        served = results.count(200)
-        wait_for(lambda: results.count(200) >= served + 4, what="requests served by the new worker")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(120)
+        served = load.statuses.count(200)
+        wait_for(lambda: load.statuses.count(200) >= served + 4, what="requests served by the new worker")
+    results = load.statuses
     assert [code for code in results if code != 200] == []
     events = [e for e in api.get(events_url).json()["results"] if e["id"] not in seen]
     assert any(e["kind"] == "swapped" and "without downtime" in e["message"] for e in events)

@@ -4,36 +4,18 @@ plane restarts, "Last hour" draws the history, and a websocket without a session
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-from .serve import wait_for
+from .browser import MARKS, launch, sign_in
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ADMIN_PASSWORD = "e2e-admin-password-1"
 WAIT_MS = 60_000  # a busy two-core machine: generous waits, never timing assertions
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.timeout(600),
-    pytest.mark.skipif(
-        not CHROMIUM and not os.environ.get("REQUIRE_BROWSER"), reason="Chromium is not installed (CI installs it)"
-    ),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture(scope="module")
-def plane(make_plane):
-    plane = make_plane()
-    with plane.api() as api:
-        wait_for(
-            lambda: [d["status"] for d in api.get("/api/v1/deployments/").json()["results"]] == ["running"],
-            what="the demo deployment to be running",
-        )
-    return plane
+def plane(running_plane):
+    return running_plane
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +23,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM or "/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
+        browser = launch(playwright)
         yield browser
         browser.close()
 
@@ -59,11 +39,7 @@ class LivePage:
         self.console_errors: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.on("console", lambda message: message.type == "error" and self.console_errors.append(message.text))
-        self.page.goto(f"{plane.url}/accounts/login/?next=/live/")
-        self.page.fill("input[name=username]", "admin")
-        self.page.fill("input[name=password]", ADMIN_PASSWORD)
-        self.page.click("button[type=submit]")
-        self.page.wait_for_url(f"{plane.url}/live/")
+        sign_in(self.page, plane.url, "/live/")
 
     def close(self):
         self.context.close()

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import shutil
 import signal
-import threading
 import time
 
 import httpx
 import pytest
 
-from .serve import ROOT, ControlPlane, wait_for
+from .serve import ROOT, ControlPlane, Load, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -23,32 +22,7 @@ def plane(plane_with_mail):
     return plane_with_mail
 
 
-class Load:
-    """Steady traffic through the gateway from a few threads; every answer's status is kept."""
-
-    def __init__(self, plane: ControlPlane, clients: int = 3):
-        self.plane, self.statuses, self.stop_event = plane, [], threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-
-    def _run(self):
-        headers = {"Authorization": f"Bearer {self.plane.token}"}
-        body = {"model": "demo", "prompt": "Return the", "max_tokens": 4, "temperature": 0.8}
-        with httpx.Client(timeout=120) as http:
-            while not self.stop_event.is_set():
-                self.statuses.append(
-                    http.post(self.plane.url + "/v1/completions", json=body, headers=headers).status_code
-                )
-
-    def __enter__(self):
-        for thread in self.threads:
-            thread.start()
-        wait_for(lambda: len(self.statuses) >= 3, what="the load to start")
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        for thread in self.threads:
-            thread.join(120)
+BODY = {"model": "demo", "prompt": "Return the", "max_tokens": 4, "temperature": 0.8}
 
 
 def rollout_of(api: httpx.Client, rollout_id: int) -> dict:
@@ -68,7 +42,7 @@ def test_a_good_version_is_promoted_without_a_failed_request(plane):
     with plane.api() as api:
         deployment = api.get("/api/v1/deployments/").json()["results"][0]
         v2 = register_copy_of_the_demo_model(plane, api)
-        with Load(plane) as load:
+        with Load(plane, clients=3, body=BODY) as load:
             created = api.post(
                 f"/api/v1/deployments/{deployment['id']}/rollouts/",
                 json={
@@ -116,7 +90,7 @@ def test_a_bad_change_is_caught_by_the_quality_gate_rolled_back_and_mailed(plane
     with plane.api() as api:
         deployment = api.get("/api/v1/deployments/").json()["results"][0]
         starve = [0, 0, 0, 0, 0, 0, 1, 1]
-        with Load(plane) as load:
+        with Load(plane, clients=3, body=BODY) as load:
             posted = time.monotonic()
             created = api.post(
                 f"/api/v1/deployments/{deployment['id']}/rollouts/",
