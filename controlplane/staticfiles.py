@@ -9,6 +9,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse
 from starlette.staticfiles import StaticFiles
 
+from controlplane.gateway.app import app as gateway
+
 PACKAGES: list[str | tuple[str, str]] = [
     ("django.contrib.admin", "static"),
     ("rest_framework", "static"),
@@ -26,8 +28,6 @@ class StaticFilesRouter:
     """``/static/…`` to the static app, ``/v1/…`` to the gateway, everything else to ``app`` (Django)."""
 
     def __init__(self, app, prefix: str | None = None):
-        from controlplane.gateway.app import app as gateway
-
         self.app = app
         self.gateway = gateway
         self.prefix = (prefix or settings.STATIC_URL).rstrip("/")
