@@ -26,6 +26,11 @@ class IdFilter(django_filters.Filter):
 
     field_class = forms.IntegerField
 
+    def filter(self, qs, value):
+        if value is not None and not 0 < value < 2**63:  # no id is negative or wider than 64 bits
+            return qs.none()
+        return super().filter(qs, value)
+
 
 class FilterSet(django_filters.rest_framework.FilterSet):
     FILTER_DEFAULTS = {
@@ -38,8 +43,16 @@ class FilterSet(django_filters.rest_framework.FilterSet):
         valid = super().is_valid()
         data = self.data or {}
         for name, declared in self.filters.items():
-            if data.get(name) == "" and not isinstance(declared, django_filters.CharFilter):
+            value = data.get(name)
+            if value == "" and not isinstance(declared, django_filters.CharFilter):
                 self.form.add_error(name, "must not be empty: leave the parameter out to not filter on it")
+                valid = False
+            elif (
+                isinstance(declared, django_filters.BooleanFilter)
+                and value is not None
+                and value.lower() not in ("true", "false")
+            ):
+                self.form.add_error(name, "must be true or false")
                 valid = False
         return valid
 

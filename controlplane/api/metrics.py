@@ -40,7 +40,7 @@ def _node(request) -> Node:
         return node
     node = Node.objects.filter(pk=node_id).first()
     if node is None:
-        raise InvalidInput.field("node", f"no node with id {node_id}")
+        raise InvalidInput.field("node", f"no node with id {request.query_params['node']}")
     return node
 
 
@@ -74,7 +74,7 @@ class MetricsViewSet(viewsets.ViewSet):
     @extend_schema(
         parameters=[
             NODE,
-            OpenApiParameter("series", str, many=True, description="Repeat, or separate with commas"),
+            OpenApiParameter("series", str, many=True, required=True, description="Repeat, or separate with commas"),
             OpenApiParameter("start", str, description="Epoch seconds, ISO 8601, or negative seconds from now"),
             OpenApiParameter("end", str, description="As start; default: now"),
             OpenApiParameter("step", float, description="Bucket width in seconds; under 60: raw samples"),

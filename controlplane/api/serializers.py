@@ -27,15 +27,21 @@ from controlplane.models import (
 )
 from controlplane.services.deployment_config import config_schema
 
+NUMBER_FIELDS = (serializers.IntegerField, serializers.FloatField, serializers.DecimalField)
+
 
 class StrictMixin:
-    """Refuse keys the serializer does not know, naming them."""
+    """Refuse keys the serializer does not know, naming them, and true/false where a number belongs (JSON booleans
+    are not numbers, though Python's are)."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
+            booleans = [k for k, v in data.items() if isinstance(v, bool) and isinstance(self.fields[k], NUMBER_FIELDS)]
+            if booleans:
+                raise serializers.ValidationError({key: ["A valid number is required."] for key in booleans})
         return super().to_internal_value(data)
 
 

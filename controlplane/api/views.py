@@ -325,7 +325,7 @@ class UsageViewSet(viewsets.ViewSet):
     @extend_schema(
         parameters=[
             OpenApiParameter("group_by", str, enum=["token", "deployment"]),
-            OpenApiParameter("since", str, description="ISO 8601; default: 24 hours ago"),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601; default: 24 hours ago"),
         ],
         responses=OpenApiTypes.OBJECT,
     )

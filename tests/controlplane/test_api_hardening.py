@@ -107,3 +107,42 @@ def test_an_empty_or_mistyped_filter_or_page_parameter_is_a_400_naming_it(client
 def test_free_text_filters_may_be_empty_and_pages_may_be_given(clients):
     assert clients[Role.VIEWER].get("/api/v1/deployments/?name=").status_code == 200
     assert clients[Role.VIEWER].get("/api/v1/nodes/?limit=5&offset=0").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/gpus/?node=26563387898149835451135162318848",
+        "/api/v1/golden-sets/?model_version=-12635877928374775808",
+        "/api/v1/alerts/?rule=-3712257758039524014431918354333696",
+        "/api/v1/sessions/?deployment=99999999999999999999999",
+        "/api/v1/sessions/?deployment=-3",
+    ],
+)
+def test_an_id_beyond_any_id_lists_nothing_rather_than_overflowing_the_database(clients, path):
+    response = clients[Role.VIEWER].get(path)
+    assert response.status_code == 200, response.content
+    assert response.json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/nodes/?is_local=null", "is_local"),
+        ("/api/v1/alert-rules/?enabled=maybe", "enabled"),
+        ("/api/v1/usage/?since=", "since"),
+        ("/api/v1/sessions/?deployment=", "deployment"),
+    ],
+)
+def test_a_boolean_or_time_parameter_takes_only_its_own_values(clients, path, field):
+    response = clients[Role.VIEWER].get(path)
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+
+
+def test_true_or_false_is_not_a_number_in_a_body(clients, model_version):
+    response = clients[Role.OPERATOR].patch(
+        f"/api/v1/model-versions/{model_version.pk}/", {"baseline_quality": False}, format="json"
+    )
+    assert response.status_code == 400
+    assert "baseline_quality" in response.json()
