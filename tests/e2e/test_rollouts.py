@@ -78,7 +78,8 @@ def test_a_good_version_is_promoted_without_a_failed_request(plane):
         assert final["traffic"]["canary"] > 0 and final["figures"]["quality"]["verdict"] == "pass"
         events = api.get(f"/api/v1/rollouts/{rollout_id}/events/").json()
         first_step = next(e["data"]["results"] for e in events if e["kind"] == "gates")
-        print(f"FIGURE good promotion, step 1 latency gate: {first_step['latency']['detail']}")
+        verdicts = ", ".join(f"{name} {result['verdict']}" for name, result in first_step.items())
+        print(f"FIGURE good promotion, step 1 gates: {verdicts}")
         after = api.get(f"/api/v1/deployments/{deployment['id']}/").json()
         assert after["model_version_label"] == "demo:v2" and after["revision"] == final["result_revision"]
         live = api.get(f"/api/v1/deployments/{deployment['id']}/worker/").json()
