@@ -157,8 +157,13 @@ def retry_notification(actor: audit.Actor, notification: Notification, now: date
     """Queue a failed notification for one more try (after fixing the mail settings); earlier attempts stay."""
     now = now or timezone.now()
     with transaction.atomic():
+        # the recipients are found again: a retry after fixing them (ONCALL_EMAILS, an admin's address) reaches them
         updated = Notification.objects.filter(pk=notification.pk, status=NotificationStatus.FAILED).update(
-            status=NotificationStatus.PENDING, next_attempt_at=now, finished_at=None, claimed_at=None
+            status=NotificationStatus.PENDING,
+            next_attempt_at=now,
+            finished_at=None,
+            claimed_at=None,
+            recipients=recipients_for(notification.alert.rule),
         )
         if updated != 1:
             raise Conflict(f"notification {notification.pk} is {notification.status}; only a failed one can be retried")

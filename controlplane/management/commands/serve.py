@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 
 import uvicorn
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from controlplane import runtime
@@ -32,6 +35,15 @@ class Server(uvicorn.Server):
             self._captured_signals.clear()
 
 
+def site_url(host: str, port: int) -> str:
+    """The address people reach this server at: its host (this machine's name when it listens everywhere)."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 class Command(BaseCommand):
     help = "Serve the control plane on HOST:PORT (default 127.0.0.1:8000) with its background services."
 
@@ -40,6 +52,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, host, port, **options):
+        if "SITE_URL" not in os.environ:  # links in e-mails point at the address this server listens on
+            settings.SITE_URL = site_url(host, port)
         node = register_local_node()
         self.stdout.write(f"Local node {node.hostname}: {node.cpu_cores} CPU cores, {node.memory_bytes} bytes memory.")
         demo = bootstrap_demo(node)
