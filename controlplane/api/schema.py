@@ -102,6 +102,10 @@ def postprocess(result: dict, generator: object, request: object, public: bool) 
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = ERROR
     schemas["ValidationError"] = VALIDATION_ERROR
+    for name, component in schemas.items():
+        # request bodies: the serializers refuse keys they do not know (StrictMixin)
+        if name.endswith("Request") and component.get("type") == "object" and "properties" in component:
+            component.setdefault("additionalProperties", False)
     for path, item in result.get("paths", {}).items():
         for method, operation in item.items():
             operation["tags"] = [_tag(path)]

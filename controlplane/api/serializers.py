@@ -31,17 +31,26 @@ NUMBER_FIELDS = (serializers.IntegerField, serializers.FloatField, serializers.D
 
 
 class StrictMixin:
-    """Refuse keys the serializer does not know, naming them, and true/false where a number belongs (JSON booleans
-    are not numbers, though Python's are)."""
+    """Refuse keys the serializer does not know, naming them; true/false where a number belongs (JSON booleans are
+    not numbers, though Python's are) and a number where text belongs (DRF would turn it into text)."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({key: ["Unknown field."] for key in unknown})
-            booleans = [k for k, v in data.items() if isinstance(v, bool) and isinstance(self.fields[k], NUMBER_FIELDS)]
-            if booleans:
-                raise serializers.ValidationError({key: ["A valid number is required."] for key in booleans})
+            wrong = {
+                key: ["A valid number is required."]
+                for key, value in data.items()
+                if isinstance(value, bool) and isinstance(self.fields[key], NUMBER_FIELDS)
+            }
+            wrong.update(
+                (key, ["Not a valid string."])
+                for key, value in data.items()
+                if isinstance(value, int | float) and isinstance(self.fields[key], serializers.CharField)
+            )
+            if wrong:
+                raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)
 
 
@@ -102,8 +111,14 @@ class GPUSerializer(StrictMixin, serializers.ModelSerializer):
         read_only_fields = ["last_seen"]
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
+class LabelsField(serializers.JSONField):
+    """Free-form labels: an object of string values."""
+
+
 class NodeSerializer(StrictMixin, serializers.ModelSerializer):
     gpus = GPUSerializer(many=True, read_only=True)
+    labels = LabelsField(required=False)
 
     class Meta:
         model = Node
@@ -439,5 +454,6 @@ class DriftRunSerializer(StrictMixin, serializers.Serializer):
         child=serializers.ChoiceField(choices=DriftKind.choices),
         required=False,
         allow_empty=False,
+        min_length=1,
         help_text="Default: all kinds.",
     )

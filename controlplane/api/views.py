@@ -7,7 +7,7 @@ from typing import Protocol
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
-from rest_framework import mixins, status, viewsets
+from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -153,10 +153,10 @@ class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
         numbers = {}
         for key, default in (("from", None), ("to", deployment.current_revision.number)):
             raw = request.query_params.get(key, default)
-            try:
-                numbers[key] = int(raw)
-            except (TypeError, ValueError):
-                raise InvalidInput.field(key, "must be a revision number") from None
+            number = parse_id(None if raw is None else str(raw), key, "a revision number")
+            if number is None:
+                raise InvalidInput.field(key, "must be a revision number")
+            numbers[key] = number
         found = {r.number: r for r in deployment.revisions.filter(number__in=numbers.values())}
         for key, number in numbers.items():
             if number not in found:
@@ -306,16 +306,21 @@ class SessionViewSet(ActorMixin, viewsets.ViewSet):
         return Response({"count": len(sessions), "results": sessions, "unreachable": errors})
 
     @extend_schema(
-        parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)], responses={200: OpenApiTypes.OBJECT}
+        parameters=[
+            OpenApiParameter(
+                "id", str, OpenApiParameter.PATH, pattern=r"^[0-9]+:[^/.]+$", description="<deployment id>:<session id>"
+            )
+        ],
+        responses={200: OpenApiTypes.OBJECT},
     )
     def destroy(self, request, pk=None):
         raw_id, _, session_id = (pk or "").partition(":")
-        deployment_id = parse_id(raw_id, "id", "<deployment id>:<session id>")
-        if deployment_id is None or not session_id:
+        if not raw_id or not session_id:
             raise InvalidInput.field("id", "must be <deployment id>:<session id>")
+        deployment_id = parse_id(raw_id, "id", "<deployment id>:<session id>")
         deployment = Deployment.objects.filter(pk=deployment_id).first()
         if deployment is None:
-            raise InvalidInput.field("id", f"no deployment {deployment_id}")
+            raise exceptions.NotFound(f"There is no deployment with id {raw_id}.")
         return Response(workers.end_session(self.actor, deployment, session_id))
 
 

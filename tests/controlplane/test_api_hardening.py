@@ -146,3 +146,24 @@ def test_true_or_false_is_not_a_number_in_a_body(clients, model_version):
     )
     assert response.status_code == 400
     assert "baseline_quality" in response.json()
+
+
+def test_a_revision_number_beyond_any_revision_is_a_400_not_an_overflow(clients, deployment):
+    response = clients[Role.VIEWER].get(
+        f"/api/v1/deployments/{deployment.pk}/diff/?from=1&to=1321136718022931476643840"
+    )
+    assert response.status_code == 400
+    assert "to" in response.json()
+
+
+def test_ending_a_session_of_a_deployment_that_does_not_exist_is_a_404(clients):
+    response = clients[Role.ADMIN].delete("/api/v1/sessions/987654:abc/")
+    assert response.status_code == 404
+
+
+def test_a_number_is_not_text_in_a_body(clients, model_version):
+    response = clients[Role.OPERATOR].patch(
+        f"/api/v1/model-versions/{model_version.pk}/", {"description": 0}, format="json"
+    )
+    assert response.status_code == 400
+    assert "description" in response.json()
