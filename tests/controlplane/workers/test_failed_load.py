@@ -7,10 +7,16 @@ import shutil
 
 import pytest
 
+from controlplane.choices import DeploymentStatus, RolloutStatus, WorkerEventKind
+from controlplane.models import WorkerEvent
+from controlplane.rollouts import machine as rollouts
 from controlplane.services import registry
+from controlplane.services.deployments import deployment_changed
 from controlplane.services.errors import InvalidInput
+from controlplane.workers import launch
 from controlplane.workers.launch import ClientControl
 from controlplane.workers.pool import Change, PoolSettings, WorkerPool, WorkerSpec
+from controlplane.workers.supervisor import Supervisor
 from inference.__main__ import DEMO_MODEL
 from inference.artifacts import artifact_digest
 
@@ -99,3 +105,62 @@ def test_a_sound_checkpoint_with_a_manifest_is_registered_with_the_same_digest(a
     shutil.copytree(DEMO_MODEL, sound)
     version = registry.register_model_version(actor, name="demo", version="ok", artifact_path=str(sound))
     assert version.sha256 == artifact_digest(sound)
+
+
+# --- the supervisor and the canaries record the worker's reason ------------------------------------------------------
+class _UrlClient:
+    @staticmethod
+    def for_deployment(deployment_id: int, url: str) -> str:
+        return url
+
+
+@pytest.fixture
+def fake_launcher(monkeypatch):
+    fake = FakeLauncher()
+    monkeypatch.setattr(launch, "WorkerClient", _UrlClient)
+    monkeypatch.setattr(launch, "ClientControl", fake.control)
+    return fake
+
+
+@pytest.fixture
+def supervisor(fake_launcher, cpu_node, tmp_path):
+    pool = WorkerPool(fake_launcher, settings=PoolSettings(), log_dir=tmp_path, clock=Clock(), port_for=ports())
+    supervisor = Supervisor(cpu_node, clock=pool.clock, pool=pool)
+    yield supervisor
+    deployment_changed.disconnect(dispatch_uid="supervisor")
+
+
+LOAD_ERROR = "checkpoint /m/model.safetensors: sha256 is 9d8a but manifest.json says 2b12"
+
+
+def _fail_load(launcher, index: int = -1) -> None:
+    argv = launcher.processes[index].argv
+    url = f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
+    launcher.control(url).state.progress = {"phase": "failed", "error": LOAD_ERROR}
+
+
+@pytest.mark.django_db
+def test_the_supervisor_records_a_failed_load_at_once_with_the_workers_reason(supervisor, fake_launcher, deployment):
+    supervisor.step()
+    _fail_load(fake_launcher)
+    supervisor.step()
+    deployment.refresh_from_db()
+    assert deployment.status == DeploymentStatus.DEGRADED
+    assert f"the model failed to load: {LOAD_ERROR}" in deployment.status_detail
+    event = WorkerEvent.objects.filter(deployment=deployment, kind=WorkerEventKind.UNHEALTHY).get()
+    assert LOAD_ERROR in event.message
+
+
+@pytest.mark.django_db
+def test_a_canary_that_cannot_load_its_candidate_fails_the_rollout_with_the_reason(
+    supervisor, fake_launcher, actor, deployment, checkpoint
+):
+    v2 = registry.register_model_version(actor, name="demo", version="v2", artifact_path=str(checkpoint))
+    rollout = rollouts.create_rollout(actor, deployment, model_version=v2)
+    supervisor.step()  # the canary starts (first), then the stable worker
+    _fail_load(fake_launcher, 0)
+    supervisor.step()
+    rollout.refresh_from_db()
+    assert rollout.status == RolloutStatus.FAILED and LOAD_ERROR in rollout.reason
+    messages = list(rollout.events.values_list("message", flat=True))
+    assert any("canary worker down" in m and LOAD_ERROR in m for m in messages), messages
