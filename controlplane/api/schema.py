@@ -40,6 +40,7 @@ ERRORS = {
     "415": ("The body is not JSON.", "Error"),
 }
 BODY_METHODS = ("post", "put", "patch")
+MIXIN_DOC = "Refuse keys the serializer does not know"
 
 # Operations whose first sentence in the description is not a summary (the viewset's docstring stands there).
 SUMMARIES = {
@@ -103,6 +104,8 @@ def postprocess(result: dict, generator: object, request: object, public: bool) 
     schemas["Error"] = ERROR
     schemas["ValidationError"] = VALIDATION_ERROR
     for name, component in schemas.items():
+        if component.get("description", "").startswith(MIXIN_DOC):  # a docstring inherited from StrictMixin
+            del component["description"]
         # request bodies: the serializers refuse keys they do not know (StrictMixin)
         if name.endswith("Request") and component.get("type") == "object" and "properties" in component:
             component.setdefault("additionalProperties", False)

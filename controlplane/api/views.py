@@ -6,8 +6,9 @@ from typing import Protocol
 
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework import serializers as drf_serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -144,7 +145,15 @@ class DeploymentViewSet(ActorMixin, viewsets.ModelViewSet):
         return Response(self.get_serializer(deployment).data)
 
     @extend_schema(
-        parameters=[OpenApiParameter("from", int, required=True), OpenApiParameter("to", int, required=False)]
+        parameters=[OpenApiParameter("from", int, required=True), OpenApiParameter("to", int, required=False)],
+        responses=inline_serializer(
+            "RevisionDiff",
+            {
+                "from": drf_serializers.IntegerField(),
+                "to": drf_serializers.IntegerField(),
+                "changes": drf_serializers.ListField(child=drf_serializers.DictField()),
+            },
+        ),
     )
     @action(detail=True, methods=["get"])
     def diff(self, request, pk=None):
@@ -321,7 +330,12 @@ class SessionViewSet(ActorMixin, viewsets.ViewSet):
         deployment = Deployment.objects.filter(pk=deployment_id).first()
         if deployment is None:
             raise exceptions.NotFound(f"There is no deployment with id {raw_id}.")
-        return Response(workers.end_session(self.actor, deployment, session_id))
+        try:
+            return Response(workers.end_session(self.actor, deployment, session_id))
+        except InvalidInput as exc:  # the worker has no such session: the object named by the path is not there
+            if "session" not in exc.errors:
+                raise
+            raise exceptions.NotFound(f"{deployment.name} has no session {session_id!r}.") from None
 
 
 class UsageViewSet(viewsets.ViewSet):

@@ -167,3 +167,23 @@ def test_a_number_is_not_text_in_a_body(clients, model_version):
     )
     assert response.status_code == 400
     assert "description" in response.json()
+
+
+def test_ending_a_session_the_worker_does_not_have_is_a_404(clients, deployment, monkeypatch):
+    from controlplane.services.errors import InvalidInput
+    from controlplane.workers import actions
+
+    def no_such_session(actor, deployment, session_id):
+        raise InvalidInput.field("session", f"{deployment.name} has no session {session_id!r}")
+
+    monkeypatch.setattr(actions, "end_session", no_such_session)
+    response = clients[Role.ADMIN].delete(f"/api/v1/sessions/{deployment.pk}:gone/")
+    assert response.status_code == 404
+    assert "no session 'gone'" in response.json()["detail"]
+
+
+def test_the_diff_is_documented_as_what_it_answers(clients):
+    schema = clients[Role.VIEWER].get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    body = schema["paths"]["/api/v1/deployments/{id}/diff/"]["get"]["responses"]["200"]["content"]
+    assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/RevisionDiff"}
+    assert "Refuse keys" not in str(schema["components"]["schemas"]["Deployment"])
