@@ -64,9 +64,16 @@ def local_node_uid(var_dir: Path | None = None) -> uuid.UUID:
         raise RuntimeError(f"{path} does not hold a node id (a UUID): {exc}; remove it to start as a new node") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     uid = uuid.uuid4()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    partial = path.with_name(f".{NODE_ID_FILE}.{uid.hex}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(f"{uid}\n")
+    try:
+        os.link(partial, path)  # atomic, and never replaces: two processes starting at once agree on one id
+    except FileExistsError:
+        return uuid.UUID(path.read_text(encoding="ascii").strip())
+    finally:
+        partial.unlink()
     return uid
 
 

@@ -99,3 +99,11 @@ def test_the_default_alert_fires_for_a_node_without_a_control_plane_and_resolves
     evaluate_alert_rules()
     alert.refresh_from_db()
     assert alert.state == AlertState.RESOLVED
+
+
+def test_processes_starting_at_once_agree_on_one_node_id(var_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(lambda _: inventory.local_node_uid(), range(16)))
+    assert len(ids) == 1 and sorted(p.name for p in var_dir.iterdir()) == ["node_id"]
