@@ -12,6 +12,7 @@ from django.conf import settings
 from controlplane.models import ApiToken
 from controlplane.services.accounts import LAST_USED_RESOLUTION_S, token_from_header
 
+from .db import reconnecting
 from .errors import GatewayError
 
 
@@ -27,6 +28,7 @@ class Caller:
 _cache: dict[str, tuple[float, Caller]] = {}
 
 
+@reconnecting
 def _lookup(raw: str) -> Caller | None:
     token = ApiToken.lookup(raw)
     if token is None:

@@ -9,9 +9,12 @@ from collections import deque
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 
 from controlplane import runtime
 from controlplane.models import InferenceRecord
+
+from .db import reconnecting
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,14 @@ class Recorder(runtime.ServiceThread):
         with self._lock:
             rows = [self.buffer.popleft() for _ in range(min(self.batch, len(self.buffer)))]
         if rows:
-            InferenceRecord.objects.bulk_create(rows)
+            try:
+                InferenceRecord.objects.bulk_create(rows)
+            except (OperationalError, InterfaceError):  # the database is away: the rows wait for it
+                logger.exception("writing %d request records failed; keeping them for the next try", len(rows))
+                with self._lock:
+                    self.buffer.extendleft(reversed(rows))
+                connection.close()  # a dropped connection is replaced on the next try
+                return False
         return len(rows) == self.batch
 
     def start(self, loop=None) -> None:
@@ -59,7 +69,7 @@ async def record(**fields) -> None:
     if _active is not None:
         _active.add(row)
     else:
-        await sync_to_async(row.save)()
+        await sync_to_async(reconnecting(row.save))()
 
 
 runtime.register(Recorder, order=20)

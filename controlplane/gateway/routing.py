@@ -17,6 +17,7 @@ from controlplane.models import Deployment, InferenceRecord, Rollout
 from controlplane.services.serving import served_key
 
 from .cachecalls import call_or
+from .db import reconnecting
 from .errors import GatewayError
 
 
@@ -48,6 +49,7 @@ _routes: dict[str, tuple[float, Route | None]] = {}
 MAX_NAME = 200
 
 
+@reconnecting
 def _load(name: str) -> Route | None:
     deployment = (
         Deployment.objects.select_related("current_revision")
@@ -160,6 +162,7 @@ def forget_routes() -> None:
     _routes.clear()
 
 
+@reconnecting
 def _list_models() -> list[dict]:
     queryset = Deployment.objects.filter(desired_state=DesiredState.RUNNING, current_revision__isnull=False)
     return [
