@@ -40,7 +40,11 @@ def test_a_second_failure_is_not_hidden(monkeypatch):
 def test_records_that_could_not_be_written_are_kept_for_the_next_try(monkeypatch, deployment):
     service = recorder.Recorder()
     for _ in range(3):
-        service.add(InferenceRecord(deployment=deployment, status_code=200, endpoint="completions", at=timezone.now()))
+        service.add(
+            InferenceRecord(
+                deployment=deployment, status_code=200, endpoint="completions", at=timezone.now(), latency_s=0.1
+            )
+        )
     real = InferenceRecord.objects.bulk_create
 
     def failing(rows, *args, **kwargs):
