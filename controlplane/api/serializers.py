@@ -89,6 +89,8 @@ class ModelVersionSerializer(StrictMixin, serializers.ModelSerializer):
 
 
 class ModelVersionUpdateSerializer(StrictMixin, serializers.ModelSerializer):
+    baseline_quality = serializers.FloatField(required=False, allow_null=True, min_value=0)  # as when registered
+
     class Meta:
         model = ModelVersion
         fields = ["status", "description", "baseline_quality"]

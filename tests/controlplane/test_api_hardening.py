@@ -187,3 +187,13 @@ def test_the_diff_is_documented_as_what_it_answers(clients):
     body = schema["paths"]["/api/v1/deployments/{id}/diff/"]["get"]["responses"]["200"]["content"]
     assert body["application/json"]["schema"] == {"$ref": "#/components/schemas/RevisionDiff"}
     assert "Refuse keys" not in str(schema["components"]["schemas"]["Deployment"])
+
+
+def test_a_negative_baseline_is_refused_on_update_as_on_registration(clients, model_version):
+    response = clients[Role.OPERATOR].patch(
+        f"/api/v1/model-versions/{model_version.pk}/", {"baseline_quality": -3.5}, format="json"
+    )
+    assert response.status_code == 400
+    assert "baseline_quality" in response.json()
+    model_version.refresh_from_db()
+    assert model_version.baseline_quality is None or model_version.baseline_quality >= 0
