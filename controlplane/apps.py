@@ -12,6 +12,7 @@ class ControlPlaneConfig(AppConfig):
         from controlplane.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
         from controlplane.gateway import recorder  # noqa: F401  (registers the request recorder)
         from controlplane.jobs import scheduler  # noqa: F401  (registers the scheduler with the runtime and /readyz)
+        from controlplane.monitoring import redis_watch  # noqa: F401  (registers the Redis watch when REDIS_URL is set)
         from controlplane.workers import supervisor  # noqa: F401  (registers the supervisor as a runtime service)
 
         def metrics_service():  # imported when `serve` starts (numpy, scipy, NVML), not by every command

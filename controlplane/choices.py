@@ -188,6 +188,7 @@ class AlertKind(models.TextChoices):
     SCHEDULER_HEARTBEAT = "scheduler_heartbeat", "Scheduler stopped running jobs"
     ROLLOUT = "rollout", "Rollout rolled back or failed"
     NODE_UNATTENDED = "node_unattended", "Node without a running control plane"
+    REDIS_UNREACHABLE = "redis_unreachable", "Redis does not answer"
 
 
 class NotificationEvent(models.TextChoices):

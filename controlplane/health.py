@@ -10,12 +10,14 @@ from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
 from controlplane.choices import DeploymentStatus, DesiredState, Role
 from controlplane.models import Deployment
+from controlplane.services import redis_check
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,13 @@ def check_channel_layer() -> None:
     async_to_sync(roundtrip)()
 
 
+def check_redis() -> dict:
+    """Redis answers, when REDIS_URL is set (the channel layer, the cache and the gateway's shared state)."""
+    url = str(settings.REDIS_URL)
+    redis_check.ping(url)
+    return {"server": redis_check.describe(url)}
+
+
 def check_workers() -> dict:
     """Every deployment that should run has a worker answering (as the supervisor last saw it)."""
     wanted = Deployment.objects.filter(desired_state=DesiredState.RUNNING)
@@ -66,6 +75,7 @@ def check_workers() -> dict:
 def run_checks() -> dict[str, dict]:
     checks = {
         "database": check_database,
+        **({"redis": check_redis} if settings.REDIS_URL else {}),
         "channel_layer": check_channel_layer,
         "workers": check_workers,
         **READINESS_CHECKS,

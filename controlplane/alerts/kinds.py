@@ -85,6 +85,13 @@ SIGNALLED.register(
 )
 SIGNALLED.register(
     Signalled(
+        AlertKind.REDIS_UNREACHABLE,
+        "Redis (REDIS_URL) does not answer (checked every 10 s by every serve process; the key is the server).",
+        default_severity=AlertSeverity.CRITICAL,
+    )
+)
+SIGNALLED.register(
+    Signalled(
         AlertKind.ROLLOUT,
         "A rollout was rolled back or failed (the key is the rollout).",
         default_severity=AlertSeverity.WARNING,
