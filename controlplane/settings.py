@@ -315,6 +315,8 @@ METRICS_LEAK_CONFIG = env_str("METRICS_LEAK_CONFIG", "")
 GATEWAY_TOKEN_CACHE_S = env_float("GATEWAY_TOKEN_CACHE_S", 5, minimum=0, maximum=300)
 GATEWAY_ROUTE_CACHE_S = env_float("GATEWAY_ROUTE_CACHE_S", 1, minimum=0, maximum=60)
 GATEWAY_RETRY_AFTER_S = env_int("GATEWAY_RETRY_AFTER_S", 5, minimum=1)
+# A request for a deployment whose worker is (re)starting waits this long for it before a 503 (0: refuse at once).
+GATEWAY_WORKER_WAIT_S = env_float("GATEWAY_WORKER_WAIT_S", 30, minimum=0, maximum=600)
 GATEWAY_RECORD_BUFFER = env_int("GATEWAY_RECORD_BUFFER", 100_000, minimum=1000)
 # On first start with no deployments, register the bundled demo model and deploy it so the gateway answers at once.
 DEMO_BOOTSTRAP = env_bool("DEMO_BOOTSTRAP", True)

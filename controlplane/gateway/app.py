@@ -29,7 +29,7 @@ from .auth import Caller, authenticate
 from .errors import GatewayError, error_response
 from .limits import check_rate_limit
 from .recorder import record
-from .routing import Target, list_models, resolve
+from .routing import NoWorker, Target, list_models, resolve, resolve_waiting
 from .validation import parse_body
 
 logger = logging.getLogger(__name__)
@@ -160,8 +160,13 @@ async def proxy(request: Request, endpoint: str, path: str) -> Response:
         raw = await read_body(request)
         body = parse_body(raw)
         session_id = session_of(request, body)
-        target = await resolve(body["model"], session_id)
+        try:
+            target = await resolve(body["model"], session_id)
+        except NoWorker as exc:  # a worker (re)starting: wait for it below, once the caller is within its limits
+            target = exc.target
         await check_rate_limit(caller)
+        if not target.worker_url:
+            target = await resolve_waiting(body["model"], session_id)
     except GatewayError as exc:
         target = target or getattr(exc, "target", None)
         await refused(exc, endpoint, caller, target, session_id, stream=body.get("stream") is True)
@@ -202,16 +207,17 @@ def served_headers(exchange: Exchange, cache_state: str) -> dict:
 
 
 async def send(exchange: Exchange, path: str, payload: bytes, headers: dict, *, stream: bool = False):
-    """Send to the target's worker; if it cannot be reached and the route has changed meanwhile (a promoted canary,
-    a restarted worker on a new port), resolve afresh and try the new worker once."""
+    """Send to the target's worker; if it cannot be reached (it died, or a promoted canary took its place), wait for
+    the deployment's next worker (``resolve_waiting``) and try that one once."""
     try:
         return await worker(exchange.target).send(path, payload, headers, stream=stream)
     except WorkerUnavailable:
+        gone = exchange.target.worker_url
         try:
-            fresh = await resolve(exchange.target.deployment_name, exchange.session_id, fresh=True)
+            fresh = await resolve_waiting(exchange.target.deployment_name, exchange.session_id, not_url=gone)
         except GatewayError:
             fresh = None
-        if fresh is None or fresh.worker_url == exchange.target.worker_url:
+        if fresh is None or fresh.worker_url == gone:
             raise
         exchange.target = fresh
         return await worker(fresh).send(path, payload, headers, stream=stream)

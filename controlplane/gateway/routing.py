@@ -4,6 +4,7 @@ kept there, so a conversation stays on one version while the weight grows."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import time
@@ -44,6 +45,7 @@ class Route:
     session_timeout_s: int = 3600
 
 
+WAIT_POLL_S = 0.5  # how often a waiting request looks for a worker again
 _routes: dict[str, tuple[float, Route | None]] = {}
 # Longer names (or names with NUL, which PostgreSQL refuses) cannot be deployments: 404 without a query.
 MAX_NAME = 200
@@ -156,6 +158,25 @@ async def resolve(model: str, session_id: str | None = None, *, fresh: bool = Fa
     if not target.worker_url:
         raise NoWorker(model, target)
     return target
+
+
+async def resolve_waiting(model: str, session_id: str | None = None, *, not_url: str = "") -> Target:
+    """``resolve``, but while the deployment has no worker (a worker restarting after a crash) or only the one at
+    ``not_url`` (which could not be reached), wait up to GATEWAY_WORKER_WAIT_S for a new one: a request that
+    arrives during a restart is served late instead of refused. Then ``NoWorker`` as ``resolve`` raises it."""
+    deadline = time.monotonic() + settings.GATEWAY_WORKER_WAIT_S
+    fresh = bool(not_url)
+    while True:
+        try:
+            target = await resolve(model, session_id, fresh=fresh)
+        except NoWorker:
+            if time.monotonic() >= deadline:
+                raise
+        else:
+            if target.worker_url != not_url or time.monotonic() >= deadline:
+                return target
+        await asyncio.sleep(WAIT_POLL_S)
+        fresh = True
 
 
 def forget_routes() -> None:

@@ -31,7 +31,8 @@ def _forget() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_caches():
+def _fresh_caches(settings):
+    settings.GATEWAY_WORKER_WAIT_S = 0  # refusals at once; test_gateway_wait.py sets a wait
     _forget()
     yield
     _forget()

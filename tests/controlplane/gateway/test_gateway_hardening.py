@@ -139,13 +139,14 @@ async def test_requests_refused_before_a_worker_are_recorded_with_their_status(g
     async with gateway:
         assert_openai_error(await gateway.post("/v1/completions", headers=auth(token), json=body), 503)
         assert_openai_error(await gateway.post("/v1/completions", headers=auth(limited), json=body), 503)
-        assert_openai_error(await gateway.post("/v1/completions", headers=auth(limited), json=body), 503)
+        # the limit counts every request, also those no worker could take (it is checked before waiting for one)
+        assert_openai_error(await gateway.post("/v1/completions", headers=auth(limited), json=body), 429)
         # not recorded: no token (nobody to bill), a bad body or an unknown model (no deployment to record against)
         assert_openai_error(await gateway.post("/v1/completions", headers=auth("lcp_nope"), json=body), 401)
         assert_openai_error(await post_raw(gateway, "/v1/completions", token, b"{"), 400)
         assert_openai_error(await gateway.post("/v1/completions", headers=auth(token), json={"model": "x"}), 404)
     records = await sync_to_async(list)(InferenceRecord.objects.order_by("id").values("status_code", "token_id"))
-    assert [r["status_code"] for r in records] == [503, 503, 503]
+    assert [r["status_code"] for r in records] == [503, 503, 429]
 
 
 async def test_a_rate_limited_request_is_recorded_as_429(gateway, viewer, stub_worker):
