@@ -11,12 +11,9 @@ from controlplane.choices import DeploymentStatus, RolloutStatus, WorkerEventKin
 from controlplane.models import WorkerEvent
 from controlplane.rollouts import machine as rollouts
 from controlplane.services import registry
-from controlplane.services.deployments import deployment_changed
 from controlplane.services.errors import InvalidInput
-from controlplane.workers import launch
 from controlplane.workers.launch import ClientControl
 from controlplane.workers.pool import Change, PoolSettings, WorkerPool, WorkerSpec
-from controlplane.workers.supervisor import Supervisor
 from inference.__main__ import DEMO_MODEL
 from inference.artifacts import artifact_digest
 
@@ -108,28 +105,6 @@ def test_a_sound_checkpoint_with_a_manifest_is_registered_with_the_same_digest(a
 
 
 # --- the supervisor and the canaries record the worker's reason ------------------------------------------------------
-class _UrlClient:
-    @staticmethod
-    def for_deployment(deployment_id: int, url: str) -> str:
-        return url
-
-
-@pytest.fixture
-def fake_launcher(monkeypatch):
-    fake = FakeLauncher()
-    monkeypatch.setattr(launch, "WorkerClient", _UrlClient)
-    monkeypatch.setattr(launch, "ClientControl", fake.control)
-    return fake
-
-
-@pytest.fixture
-def supervisor(fake_launcher, cpu_node, tmp_path):
-    pool = WorkerPool(fake_launcher, settings=PoolSettings(), log_dir=tmp_path, clock=Clock(), port_for=ports())
-    supervisor = Supervisor(cpu_node, clock=pool.clock, pool=pool)
-    yield supervisor
-    deployment_changed.disconnect(dispatch_uid="supervisor")
-
-
 LOAD_ERROR = "checkpoint /m/model.safetensors: sha256 is 9d8a but manifest.json says 2b12"
 
 

@@ -8,56 +8,25 @@ import pytest
 from controlplane.choices import DeploymentStatus, WorkerEventKind
 from controlplane.models import AuditEvent, Deployment, WorkerEvent
 from controlplane.services import deployments
-from controlplane.services.deployments import deployment_changed
 from controlplane.services.fit import estimate_memory
-from controlplane.workers import actions, launch
-from controlplane.workers.pool import PoolSettings, WorkerPool
-from controlplane.workers.supervisor import Supervisor
-
-from .fakes import Clock, FakeLauncher, ports
+from controlplane.workers import actions
 
 pytestmark = pytest.mark.django_db
 
 
-class _Client:
-    @staticmethod
-    def for_deployment(deployment_id: int, url: str) -> str:
-        return url
-
-
-@pytest.fixture
-def launcher(monkeypatch):
-    fake = FakeLauncher()
-    monkeypatch.setattr(launch, "WorkerClient", _Client)
-    monkeypatch.setattr(launch, "ClientControl", fake.control)
-    return fake
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def supervisor(launcher, clock, cpu_node, tmp_path):
-    settings = PoolSettings(retire_grace_s=6, drain_timeout_s=30, health_interval_s=2)
-    pool = WorkerPool(launcher, settings=settings, log_dir=tmp_path, clock=clock, port_for=ports())
-    supervisor = Supervisor(cpu_node, clock=clock, pool=pool)
-    yield supervisor
-    deployment_changed.disconnect(dispatch_uid="supervisor")
-
-
-def serve(supervisor, launcher, deployment) -> None:
+def serve(supervisor, fake_launcher, deployment) -> None:
     """Start the deployment's worker and let it become ready."""
     supervisor.step()
-    launcher.states.setdefault(_url(launcher, -1), launcher.control(_url(launcher, -1)).state).ready = True
+    fake_launcher.states.setdefault(
+        _url(fake_launcher, -1), fake_launcher.control(_url(fake_launcher, -1)).state
+    ).ready = True
     supervisor.step()
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.RUNNING, deployment.status_detail
 
 
-def _url(launcher, index: int) -> str:
-    argv = launcher.processes[index].argv
+def _url(fake_launcher, index: int) -> str:
+    argv = fake_launcher.processes[index].argv
     return f"http://127.0.0.1:{argv[argv.index('--port') + 1]}"
 
 
@@ -66,14 +35,14 @@ def _flag(argv: list[str], flag: str) -> str:
 
 
 def test_the_worker_starts_with_every_setting_of_its_config_as_a_flag_and_no_secret(
-    supervisor, launcher, deployment, monkeypatch
+    supervisor, fake_launcher, deployment, monkeypatch
 ):
     monkeypatch.setenv("ADMIN_PASSWORD", "hunter2")
     monkeypatch.setenv("REDIS_URL", "redis://secret@host/0")
     monkeypatch.setenv("EMAIL_HOST_PASSWORD", "x")
     monkeypatch.setenv("CUDA_HOME", "/usr/local/cuda")
-    serve(supervisor, launcher, deployment)
-    process = launcher.processes[0]
+    serve(supervisor, fake_launcher, deployment)
+    process = fake_launcher.processes[0]
     config = deployment.config
     assert _flag(process.argv, "--max-batch-size") == str(config["max_batch_size"])
     assert _flag(process.argv, "--session-timeout-s") == str(config["session_timeout_s"])
@@ -82,111 +51,115 @@ def test_the_worker_starts_with_every_setting_of_its_config_as_a_flag_and_no_sec
     assert not {"ADMIN_PASSWORD", "REDIS_URL", "EMAIL_HOST_PASSWORD", "SECRET_KEY"} & set(process.env)
     assert process.env["CUDA_HOME"] == "/usr/local/cuda" and process.env["WORKER_CONTROL_TOKEN"]
     deployment.refresh_from_db()
-    assert deployment.worker_url == _url(launcher, 0) and deployment.applied_revision == 1
+    assert deployment.worker_url == _url(fake_launcher, 0) and deployment.applied_revision == 1
 
 
-def test_a_live_setting_is_applied_to_the_running_worker_without_a_new_process(supervisor, launcher, deployment, actor):
-    serve(supervisor, launcher, deployment)
+def test_a_live_setting_is_applied_to_the_running_worker_without_a_new_process(
+    supervisor, fake_launcher, deployment, actor
+):
+    serve(supervisor, fake_launcher, deployment)
     deployments.update_deployment(actor, deployment, config={"max_batch_size": 7})
     supervisor.step()
-    state = launcher.states[_url(launcher, 0)]
-    assert state.config_patches[-1]["max_batch_size"] == 7 and len(launcher.processes) == 1
+    state = fake_launcher.states[_url(fake_launcher, 0)]
+    assert state.config_patches[-1]["max_batch_size"] == 7 and len(fake_launcher.processes) == 1
     assert WorkerEvent.objects.filter(deployment=deployment, kind=WorkerEventKind.CONFIG_APPLIED).exists()
 
 
 def test_a_restart_setting_starts_a_new_worker_beside_the_old_one_and_switches_when_it_is_ready(
-    supervisor, launcher, deployment, actor, clock
+    supervisor, fake_launcher, deployment, actor, fake_clock
 ):
-    serve(supervisor, launcher, deployment)
-    old_url = _url(launcher, 0)
+    serve(supervisor, fake_launcher, deployment)
+    old_url = _url(fake_launcher, 0)
     deployments.update_deployment(actor, deployment, config={"torch_threads": 1})
     supervisor.step()
-    assert len(launcher.processes) == 2 and _flag(launcher.processes[1].argv, "--torch-threads") == "1"
+    assert len(fake_launcher.processes) == 2 and _flag(fake_launcher.processes[1].argv, "--torch-threads") == "1"
     deployment.refresh_from_db()
     assert deployment.worker_url == old_url and "new worker pid" in deployment.status_detail  # the old one serves
-    new_url = _url(launcher, 1)
-    launcher.states.setdefault(new_url, launcher.control(new_url).state).ready = True
-    launcher.states[old_url].inflight = 1
+    new_url = _url(fake_launcher, 1)
+    fake_launcher.states.setdefault(new_url, fake_launcher.control(new_url).state).ready = True
+    fake_launcher.states[old_url].inflight = 1
     supervisor.step()
     deployment.refresh_from_db()
     assert deployment.worker_url == new_url and deployment.applied_revision == 2
-    assert not launcher.processes[0].terminated  # retiring: the gateway may still route to it for a moment
-    clock.advance(7)
+    assert not fake_launcher.processes[0].terminated  # retiring: the gateway may still route to it for a moment
+    fake_clock.advance(7)
     supervisor.step()
-    assert not launcher.processes[0].terminated  # it still holds a request
-    launcher.states[old_url].inflight = 0
+    assert not fake_launcher.processes[0].terminated  # it still holds a request
+    fake_launcher.states[old_url].inflight = 0
     supervisor.step()
-    assert launcher.processes[0].terminated and not launcher.processes[1].terminated
+    assert fake_launcher.processes[0].terminated and not fake_launcher.processes[1].terminated
 
 
 def test_an_operators_restart_is_rolling_audited_and_raises_no_restart_alert(
-    supervisor, launcher, deployment, actor, clock
+    supervisor, fake_launcher, deployment, actor, fake_clock
 ):
-    serve(supervisor, launcher, deployment)
-    clock.advance(1)
+    serve(supervisor, fake_launcher, deployment)
+    fake_clock.advance(1)
     plan = actions.request_restart(actor, Deployment.objects.get(pk=deployment.pk))
     assert plan.mode == "rolling" and "No request is dropped" in plan.detail
     supervisor.step()
-    assert len(launcher.processes) == 2
-    new_url = _url(launcher, 1)
-    launcher.states.setdefault(new_url, launcher.control(new_url).state).ready = True
+    assert len(fake_launcher.processes) == 2
+    new_url = _url(fake_launcher, 1)
+    fake_launcher.states.setdefault(new_url, fake_launcher.control(new_url).state).ready = True
     supervisor.step()
     deployment.refresh_from_db()
-    assert deployment.worker_url == new_url and deployment.worker_pid == launcher.processes[1].pid
+    assert deployment.worker_url == new_url and deployment.worker_pid == fake_launcher.processes[1].pid
     kinds = set(WorkerEvent.objects.filter(deployment=deployment).values_list("kind", flat=True))
     assert WorkerEventKind.SWAPPED in kinds and not kinds & {WorkerEventKind.RESTARTED, WorkerEventKind.EXITED}
     assert AuditEvent.objects.filter(action="deployment.restart").exists()
     supervisor.step()
-    assert len(launcher.processes) == 2  # done: the new worker started after the request
+    assert len(fake_launcher.processes) == 2  # done: the new worker started after the request
 
 
 def test_a_restart_without_room_for_a_second_copy_stops_and_starts_and_says_so(
-    supervisor, launcher, deployment, actor, cpu_node
+    supervisor, fake_launcher, deployment, actor, cpu_node
 ):
-    serve(supervisor, launcher, deployment)
+    serve(supervisor, fake_launcher, deployment)
     need = estimate_memory(deployment.model_version, deployment.config, on_gpu=False).total_bytes
     cpu_node.memory_bytes = int(need * 1.5 / 0.8)  # room for one copy with the headroom, not for two
     cpu_node.save()
     plan = actions.request_restart(actor, Deployment.objects.select_related("node").get(pk=deployment.pk))
     assert plan.mode == "stop_start" and "does not fit" in plan.detail
     supervisor.step()
-    assert launcher.processes[0].terminated and len(launcher.processes) == 2
+    assert fake_launcher.processes[0].terminated and len(fake_launcher.processes) == 2
     assert WorkerEvent.objects.filter(kind=WorkerEventKind.STOPPED, message__contains="does not fit").exists()
 
 
 def test_a_replacement_that_fails_leaves_the_old_worker_serving_and_is_not_retried(
-    supervisor, launcher, deployment, actor, clock
+    supervisor, fake_launcher, deployment, actor, fake_clock
 ):
-    serve(supervisor, launcher, deployment)
-    clock.advance(1)
+    serve(supervisor, fake_launcher, deployment)
+    fake_clock.advance(1)
     actions.request_restart(actor, Deployment.objects.get(pk=deployment.pk))
     supervisor.step()
-    launcher.processes[1].code = 1
+    fake_launcher.processes[1].code = 1
     supervisor.step()
     deployment.refresh_from_db()
-    assert deployment.worker_url == _url(launcher, 0) and "keeps serving" in deployment.status_detail
-    clock.advance(120)
+    assert deployment.worker_url == _url(fake_launcher, 0) and "keeps serving" in deployment.status_detail
+    fake_clock.advance(120)
     supervisor.step()
-    assert len(launcher.processes) == 2
+    assert len(fake_launcher.processes) == 2
 
 
-def test_a_crashed_worker_is_recorded_and_started_again_after_its_backoff(supervisor, launcher, deployment, clock):
-    serve(supervisor, launcher, deployment)
-    launcher.processes[0].code = 137
+def test_a_crashed_worker_is_recorded_and_started_again_after_its_backoff(
+    supervisor, fake_launcher, deployment, fake_clock
+):
+    serve(supervisor, fake_launcher, deployment)
+    fake_launcher.processes[0].code = 137
     supervisor.step()
     deployment.refresh_from_db()
     event = WorkerEvent.objects.get(deployment=deployment, kind=WorkerEventKind.EXITED)
     assert event.exit_code == 137 and deployment.status == DeploymentStatus.DEGRADED and deployment.worker_url == ""
     supervisor.step()
-    assert len(launcher.processes) == 1  # backing off
-    clock.advance(1)
+    assert len(fake_launcher.processes) == 1  # backing off
+    fake_clock.advance(1)
     supervisor.step()
-    assert len(launcher.processes) == 2
+    assert len(fake_launcher.processes) == 2
 
 
-def test_a_revision_the_worker_refuses_is_reported_and_not_retried(supervisor, launcher, deployment, actor):
-    serve(supervisor, launcher, deployment)
-    launcher.states[_url(launcher, 0)].refuse_config = "router_weights needs 8 values"
+def test_a_revision_the_worker_refuses_is_reported_and_not_retried(supervisor, fake_launcher, deployment, actor):
+    serve(supervisor, fake_launcher, deployment)
+    fake_launcher.states[_url(fake_launcher, 0)].refuse_config = "router_weights needs 8 values"
     deployments.update_deployment(actor, deployment, config={"max_queue": 9})
     supervisor.step()
     supervisor.step()
